@@ -1,0 +1,108 @@
+//! The config file as written (serde mirror). Every table denies unknown keys; values that need
+//! checking are kept as text with their span so `validate` can name the line.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub type Text = Spanned<String>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub workers: Option<Spanned<i64>>,
+    pub pin_cores: Option<Vec<Spanned<i64>>>,
+    pub driver: Option<Text>,
+    #[serde(default)]
+    pub listeners: Vec<RawListener>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub forwarding: RawForwarding,
+    #[serde(default)]
+    pub shutdown: RawShutdown,
+    #[serde(default)]
+    pub upstreams: Vec<RawUpstream>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub address: Text,
+    pub backlog: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub reuse_port_group: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_request_line: Option<Spanned<i64>>,
+    pub max_header_bytes: Option<Spanned<i64>>,
+    pub max_headers: Option<Spanned<i64>>,
+    pub max_body_bytes: Option<Spanned<i64>>,
+    pub header_read_timeout: Option<Text>,
+    pub keepalive_timeout: Option<Text>,
+    pub max_requests_per_connection: Option<Spanned<i64>>,
+    pub max_connections_per_worker: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwarding {
+    #[serde(default)]
+    pub trusted_proxies: Vec<Text>,
+    #[serde(default = "yes")]
+    pub x_forwarded_for: bool,
+    #[serde(default = "yes")]
+    pub x_forwarded_proto: bool,
+    #[serde(default = "yes")]
+    pub x_forwarded_host: bool,
+    #[serde(default = "yes")]
+    pub request_id: bool,
+}
+
+impl Default for RawForwarding {
+    fn default() -> Self {
+        RawForwarding {
+            trusted_proxies: Vec::new(),
+            x_forwarded_for: true,
+            x_forwarded_proto: true,
+            x_forwarded_host: true,
+            request_id: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShutdown {
+    pub drain_timeout: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub name: Text,
+    pub targets: Vec<Text>,
+    pub max_idle_per_target: Option<Spanned<i64>>,
+    pub idle_timeout: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub prefix: Text,
+    pub host: Option<Text>,
+    pub upstream: Text,
+    pub max_body_bytes: Option<Spanned<i64>>,
+    pub connect_timeout: Option<Text>,
+    pub response_timeout: Option<Text>,
+    pub idle_timeout: Option<Text>,
+    pub total_timeout: Option<Text>,
+}

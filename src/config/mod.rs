@@ -1,0 +1,462 @@
+//! Configuration: one TOML file, loaded in stages (raw serde mirror → typed and validated), with
+//! every problem collected and reported as `file:line: key: what is wrong (what to do)`.
+//!
+//! Owns defaults and validation; resolves upstream host names (on the calling thread, never on a
+//! worker). Produces a [`Config`] that `shared::Snapshot::build` turns into what workers read.
+
+mod file;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use file::{RawConfig, Text};
+use ipnet::IpNet;
+use toml::Spanned;
+
+use crate::http::parse::{HeadLimits, MAX_HEADERS_HARD};
+
+/// The config used when ringgate starts with no arguments.
+pub const DEFAULT_CONFIG: &str = r#"# ringgate's embedded default: a proxy on 127.0.0.1:8080 in front of the built-in demo upstream.
+[[listeners]]
+address = "127.0.0.1:8080"
+
+[[upstreams]]
+name = "demo"
+targets = ["builtin:demo"]
+
+[[routes]]
+prefix = "/"
+upstream = "demo"
+"#;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverChoice {
+    Auto,
+    Uring,
+    Epoll,
+}
+
+impl DriverChoice {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(DriverChoice::Auto),
+            "uring" | "io_uring" => Some(DriverChoice::Uring),
+            "epoll" | "legacy" => Some(DriverChoice::Epoll),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub workers: usize,
+    pub pin_cores: Vec<usize>,
+    pub driver: DriverChoice,
+    pub listeners: Vec<ListenerCfg>,
+    pub limits: Limits,
+    pub forwarding: Forwarding,
+    pub drain_timeout: Duration,
+    pub upstreams: Vec<UpstreamCfg>,
+    pub routes: Vec<RouteCfg>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerCfg {
+    pub addr: SocketAddr,
+    pub backlog: i32,
+    pub reuse_port_group: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub head: HeadLimits,
+    pub max_body_bytes: u64,
+    pub header_read_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub max_requests_per_connection: u64,
+    pub max_connections_per_worker: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Forwarding {
+    pub trusted_proxies: Vec<IpNet>,
+    pub x_forwarded_for: bool,
+    pub x_forwarded_proto: bool,
+    pub x_forwarded_host: bool,
+    pub request_id: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSpec {
+    Addr {
+        addr: SocketAddr,
+        authority: String,
+    },
+    /// The built-in demo echo upstream, started by the binary.
+    Demo,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamCfg {
+    pub name: String,
+    pub targets: Vec<TargetSpec>,
+    pub max_idle_per_target: usize,
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteCfg {
+    pub prefix: String,
+    pub host: Option<String>,
+    pub upstream: usize,
+    pub max_body_bytes: u64,
+    pub timeouts: RouteTimeouts,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RouteTimeouts {
+    pub connect: Duration,
+    pub response: Duration,
+    pub idle: Duration,
+    /// None = no limit on the whole exchange.
+    pub total: Option<Duration>,
+}
+
+/// One problem found in a config file.
+#[derive(Debug, Clone)]
+pub struct Issue {
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+/// All problems found in one config file.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct ConfigError {
+    pub file: String,
+    pub issues: Vec<Issue>,
+}
+
+impl ConfigError {
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for i in &self.issues {
+            match i.line {
+                Some(l) => s.push_str(&format!("{}:{}: {}: {}\n", self.file, l, i.key, i.message)),
+                None => s.push_str(&format!("{}: {}: {}\n", self.file, i.key, i.message)),
+            }
+        }
+        s
+    }
+}
+
+struct Checker<'a> {
+    src: &'a str,
+    issues: Vec<Issue>,
+}
+
+impl Checker<'_> {
+    fn line_of(&self, span: std::ops::Range<usize>) -> usize {
+        self.src[..span.start.min(self.src.len())].matches('\n').count() + 1
+    }
+    fn err(&mut self, span: Option<std::ops::Range<usize>>, key: impl Into<String>, message: impl Into<String>) {
+        let line = span.map(|s| self.line_of(s));
+        self.issues.push(Issue { line, key: key.into(), message: message.into() });
+    }
+    fn duration(&mut self, v: &Option<Text>, key: &str, default: Duration) -> Duration {
+        let Some(v) = v else { return default };
+        match humantime::parse_duration(v.get_ref().trim()) {
+            Ok(d) => d,
+            Err(e) => {
+                self.err(
+                    Some(v.span()),
+                    key,
+                    format!("invalid duration {:?}: {e} (write e.g. \"500ms\", \"10s\", \"1m\")", v.get_ref()),
+                );
+                default
+            }
+        }
+    }
+    fn int(&mut self, v: &Option<Spanned<i64>>, key: &str, default: i64, min: i64, max: i64) -> i64 {
+        let Some(v) = v else { return default };
+        let n = *v.get_ref();
+        if n < min || n > max {
+            self.err(Some(v.span()), key, format!("{n} is out of range (use {min}..={max})"));
+            return default;
+        }
+        n
+    }
+}
+
+/// Load and validate a config file.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.clone(),
+        issues: vec![Issue { line: None, key: "(file)".into(), message: format!("cannot read: {e}") }],
+    })?;
+    load_str(&src, &file)
+}
+
+/// Parse and validate config text; `file` names it in messages.
+pub fn load_str(src: &str, file: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(src).map_err(|e| {
+        let line = e.span().map(|s| src[..s.start.min(src.len())].matches('\n').count() + 1);
+        ConfigError {
+            file: file.to_string(),
+            issues: vec![Issue { line, key: "(syntax)".into(), message: e.message().trim().to_string() }],
+        }
+    })?;
+    let mut c = Checker { src, issues: Vec::new() };
+    let cfg = validate(&raw, &mut c);
+    if c.issues.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigError { file: file.to_string(), issues: c.issues })
+    }
+}
+
+fn available_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn validate(raw: &RawConfig, c: &mut Checker<'_>) -> Config {
+    let workers = c.int(&raw.workers, "workers", available_cpus() as i64, 1, 1024) as usize;
+    let cpus = available_cpus().max(1) as i64;
+    let mut pin_cores = Vec::new();
+    for (i, p) in raw.pin_cores.iter().flatten().enumerate() {
+        let n = *p.get_ref();
+        if !(0..4096).contains(&n) {
+            c.err(
+                Some(p.span()),
+                format!("pin_cores[{i}]"),
+                format!("CPU {n} does not exist (this machine has {cpus})"),
+            );
+        } else {
+            pin_cores.push(n as usize);
+        }
+    }
+    let driver = match &raw.driver {
+        None => DriverChoice::Auto,
+        Some(d) => DriverChoice::parse(d.get_ref()).unwrap_or_else(|| {
+            c.err(
+                Some(d.span()),
+                "driver",
+                format!("unknown driver {:?} (use \"auto\", \"uring\" or \"epoll\")", d.get_ref()),
+            );
+            DriverChoice::Auto
+        }),
+    };
+
+    if raw.listeners.is_empty() {
+        c.err(
+            None,
+            "listeners",
+            "no listener configured (add a [[listeners]] table with address = \"127.0.0.1:8080\")",
+        );
+    }
+    let mut listeners = Vec::new();
+    for (i, l) in raw.listeners.iter().enumerate() {
+        let key = format!("listeners[{i}].address");
+        match l.address.get_ref().parse::<SocketAddr>() {
+            Ok(addr) => {
+                if listeners.iter().any(|x: &ListenerCfg| x.addr == addr && addr.port() != 0) {
+                    c.err(Some(l.address.span()), &key, format!("{addr} is listed twice (remove one)"));
+                }
+                let backlog = c.int(&l.backlog, &format!("listeners[{i}].backlog"), 4096, 1, 1 << 20) as i32;
+                listeners.push(ListenerCfg { addr, backlog, reuse_port_group: l.reuse_port_group });
+            }
+            Err(_) => c.err(
+                Some(l.address.span()),
+                key,
+                format!("{:?} is not IP:port (write \"127.0.0.1:8080\" or \"[::1]:8080\")", l.address.get_ref()),
+            ),
+        }
+    }
+
+    let lr = &raw.limits;
+    let head = HeadLimits {
+        max_request_line: c.int(&lr.max_request_line, "limits.max_request_line", 8192, 64, 1 << 20) as usize,
+        max_header_bytes: c.int(&lr.max_header_bytes, "limits.max_header_bytes", 32768, 256, 1 << 22) as usize,
+        max_headers: c.int(&lr.max_headers, "limits.max_headers", 100, 1, MAX_HEADERS_HARD as i64) as usize,
+    };
+    let default_body = c.int(&lr.max_body_bytes, "limits.max_body_bytes", 100 << 20, 0, i64::MAX) as u64;
+    let limits = Limits {
+        head,
+        max_body_bytes: default_body,
+        header_read_timeout: c.duration(&lr.header_read_timeout, "limits.header_read_timeout", Duration::from_secs(10)),
+        keepalive_timeout: c.duration(&lr.keepalive_timeout, "limits.keepalive_timeout", Duration::from_secs(60)),
+        max_requests_per_connection: c.int(
+            &lr.max_requests_per_connection,
+            "limits.max_requests_per_connection",
+            10_000,
+            1,
+            i64::MAX,
+        ) as u64,
+        max_connections_per_worker: c.int(
+            &lr.max_connections_per_worker,
+            "limits.max_connections_per_worker",
+            100_000,
+            1,
+            10_000_000,
+        ) as usize,
+    };
+    if limits.header_read_timeout.is_zero() {
+        c.err(None, "limits.header_read_timeout", "must be greater than 0");
+    }
+
+    let f = &raw.forwarding;
+    let mut trusted = Vec::new();
+    for (i, t) in f.trusted_proxies.iter().enumerate() {
+        let s = t.get_ref().trim();
+        let parsed = s.parse::<IpNet>().or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from));
+        match parsed {
+            Ok(n) => trusted.push(n),
+            Err(_) => c.err(
+                Some(t.span()),
+                format!("forwarding.trusted_proxies[{i}]"),
+                format!("{s:?} is not a CIDR (write \"10.0.0.0/8\" or an address)"),
+            ),
+        }
+    }
+    let forwarding = Forwarding {
+        trusted_proxies: trusted,
+        x_forwarded_for: f.x_forwarded_for,
+        x_forwarded_proto: f.x_forwarded_proto,
+        x_forwarded_host: f.x_forwarded_host,
+        request_id: f.request_id,
+    };
+    let drain_timeout = c.duration(&raw.shutdown.drain_timeout, "shutdown.drain_timeout", Duration::from_secs(30));
+
+    let mut upstreams: Vec<UpstreamCfg> = Vec::new();
+    for (i, u) in raw.upstreams.iter().enumerate() {
+        let name = u.name.get_ref().clone();
+        if name.is_empty() {
+            c.err(Some(u.name.span()), format!("upstreams[{i}].name"), "empty name");
+        }
+        if upstreams.iter().any(|x| x.name == name) {
+            c.err(
+                Some(u.name.span()),
+                format!("upstreams[{i}].name"),
+                format!("upstream {name:?} is defined twice (rename one)"),
+            );
+        }
+        if u.targets.is_empty() {
+            c.err(
+                Some(u.name.span()),
+                format!("upstreams[{i}].targets"),
+                "no targets (add at least one \"host:port\")",
+            );
+        }
+        let mut targets = Vec::new();
+        for (j, t) in u.targets.iter().enumerate() {
+            let key = format!("upstreams[{i}].targets[{j}]");
+            let s = t.get_ref().trim();
+            if s == "builtin:demo" {
+                targets.push(TargetSpec::Demo);
+                continue;
+            }
+            match resolve(s) {
+                Ok(addr) => targets.push(TargetSpec::Addr { addr, authority: s.to_string() }),
+                Err(e) => c.err(Some(t.span()), key, e),
+            }
+        }
+        let max_idle =
+            c.int(&u.max_idle_per_target, &format!("upstreams[{i}].max_idle_per_target"), 64, 0, 1 << 20) as usize;
+        let idle_timeout =
+            c.duration(&u.idle_timeout, &format!("upstreams[{i}].idle_timeout"), Duration::from_secs(60));
+        upstreams.push(UpstreamCfg { name, targets, max_idle_per_target: max_idle, idle_timeout });
+    }
+
+    if raw.routes.is_empty() {
+        c.err(None, "routes", "no route configured (add a [[routes]] table with prefix = \"/\" and upstream = NAME)");
+    }
+    let mut routes = Vec::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let prefix = r.prefix.get_ref().clone();
+        if !prefix.starts_with('/') {
+            c.err(Some(r.prefix.span()), format!("routes[{i}].prefix"), format!("{prefix:?} must start with '/'"));
+        }
+        let host = r.host.as_ref().map(|h| h.get_ref().to_ascii_lowercase());
+        let upstream = match upstreams.iter().position(|u| &u.name == r.upstream.get_ref()) {
+            Some(u) => u,
+            None => {
+                let known: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+                c.err(
+                    Some(r.upstream.span()),
+                    format!("routes[{i}].upstream"),
+                    format!("no upstream named {:?} (defined: {known:?})", r.upstream.get_ref()),
+                );
+                0
+            }
+        };
+        let total = c.duration(&r.total_timeout, &format!("routes[{i}].total_timeout"), Duration::ZERO);
+        let timeouts = RouteTimeouts {
+            connect: c.duration(&r.connect_timeout, &format!("routes[{i}].connect_timeout"), Duration::from_secs(2)),
+            response: c.duration(
+                &r.response_timeout,
+                &format!("routes[{i}].response_timeout"),
+                Duration::from_secs(30),
+            ),
+            idle: c.duration(&r.idle_timeout, &format!("routes[{i}].idle_timeout"), Duration::from_secs(60)),
+            total: (!total.is_zero()).then_some(total),
+        };
+        if routes.iter().any(|x: &RouteCfg| x.prefix == prefix && x.host == host) {
+            c.err(
+                Some(r.prefix.span()),
+                format!("routes[{i}]"),
+                format!("another route has the same prefix {prefix:?} and host (remove one)"),
+            );
+        }
+        let max_body_bytes =
+            c.int(&r.max_body_bytes, &format!("routes[{i}].max_body_bytes"), default_body as i64, 0, i64::MAX) as u64;
+        routes.push(RouteCfg { prefix, host, upstream, max_body_bytes, timeouts });
+    }
+
+    Config { workers, pin_cores, driver, listeners, limits, forwarding, drain_timeout, upstreams, routes }
+}
+
+fn resolve(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if !s.contains(':') {
+        return Err(format!("{s:?} has no port (write \"host:port\")"));
+    }
+    match s.to_socket_addrs() {
+        Ok(mut it) => it.next().ok_or_else(|| format!("{s:?} resolved to no address")),
+        Err(e) => Err(format!("cannot resolve {s:?}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid() {
+        let c = load_str(DEFAULT_CONFIG, "default").expect("valid");
+        assert_eq!(c.upstreams[0].targets, vec![TargetSpec::Demo]);
+    }
+
+    #[test]
+    fn every_error_is_reported_with_line() {
+        let src = "workers = 0\n[[listeners]]\naddress = \"nope\"\n[[routes]]\nprefix = \"x\"\nupstream = \"missing\"\nconnect_timeout = \"soon\"\n";
+        let e = load_str(src, "t.toml").expect_err("invalid");
+        let text = e.render();
+        assert!(text.contains("t.toml:1: workers"), "{text}");
+        assert!(text.contains("t.toml:3: listeners[0].address"), "{text}");
+        assert!(text.contains("t.toml:5: routes[0].prefix"), "{text}");
+        assert!(text.contains("t.toml:6: routes[0].upstream"), "{text}");
+        assert!(text.contains("t.toml:7: routes[0].connect_timeout"), "{text}");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let e = load_str("[[listeners]]\naddress = \"127.0.0.1:1\"\nbaclog = 3\n", "t.toml").expect_err("invalid");
+        assert!(e.render().contains("baclog"), "{}", e.render());
+        assert!(e.render().contains("t.toml:3"), "{}", e.render());
+    }
+}

@@ -1,0 +1,127 @@
+//! Per-core state, owned by one worker thread and never shared: the upstream pool, counters,
+//! the round-robin cursor, request-id sequence, and the cached view of the shared Snapshot.
+//!
+//! Nothing here is locked or atomic on the hot path; process-wide counters that are touched
+//! only on rare events (a panic) live in `STATS`.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Cache};
+
+use crate::shared::Snapshot;
+use crate::upstream::pool::Pool;
+
+/// Set by the signal thread; workers stop accepting and drain.
+pub static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+
+/// Rare-event counters, process-wide.
+pub struct Stats {
+    pub panics: AtomicU64,
+    pub accept_errors: AtomicU64,
+}
+
+pub static STATS: Stats = Stats { panics: AtomicU64::new(0), accept_errors: AtomicU64::new(0) };
+
+pub fn shutting_down() -> bool {
+    SHUTDOWN.load(Ordering::Relaxed)
+}
+
+/// The worker's view of the published snapshot: checks the publication generation (a shared
+/// read, no write) and hands out an `Rc`, so requests on this core never touch a shared refcount.
+pub struct LocalSnapshot {
+    cache: RefCell<Cache<Arc<ArcSwap<Snapshot>>, Arc<Snapshot>>>,
+    // An Rc around the Arc on purpose: cloning it per request touches no shared cache line.
+    #[allow(clippy::redundant_allocation)]
+    local: RefCell<Rc<Arc<Snapshot>>>,
+}
+
+impl LocalSnapshot {
+    pub fn new(shared: Arc<ArcSwap<Snapshot>>) -> Self {
+        let mut cache = Cache::new(shared);
+        let first = cache.load().clone();
+        LocalSnapshot { cache: RefCell::new(cache), local: RefCell::new(Rc::new(first)) }
+    }
+
+    pub fn get(&self) -> Rc<Arc<Snapshot>> {
+        let mut cache = self.cache.borrow_mut();
+        let current = cache.load();
+        if !Arc::ptr_eq(current, &self.local.borrow()) {
+            *self.local.borrow_mut() = Rc::new(current.clone());
+        }
+        self.local.borrow().clone()
+    }
+}
+
+pub struct Worker {
+    pub id: usize,
+    pub snapshot: LocalSnapshot,
+    pub pool: Pool,
+    rr: Cell<usize>,
+    pub connections: Cell<usize>,
+    pub in_flight: Cell<usize>,
+    seq: Cell<u64>,
+    seed: u64,
+}
+
+impl Worker {
+    pub fn new(id: usize, shared: Arc<ArcSwap<Snapshot>>) -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(id);
+        h.write_u128(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0),
+        );
+        Worker {
+            id,
+            snapshot: LocalSnapshot::new(shared),
+            pool: Pool::default(),
+            rr: Cell::new(id),
+            connections: Cell::new(0),
+            in_flight: Cell::new(0),
+            seq: Cell::new(0),
+            seed: h.finish(),
+        }
+    }
+
+    /// Round-robin index in `0..n` (n > 0).
+    pub fn next_target(&self, n: usize) -> usize {
+        let i = self.rr.get();
+        self.rr.set(i.wrapping_add(1));
+        i % n
+    }
+
+    /// Write a fresh request id (20 hex digits: worker, then a sequence mixed with a random seed).
+    pub fn next_request_id(&self, out: &mut Vec<u8>) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let s = self.seq.get().wrapping_add(1);
+        self.seq.set(s);
+        let v = self.seed ^ s.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        out.clear();
+        let w = self.id as u16;
+        for shift in (0..4).rev() {
+            out.push(HEX[((w >> (shift * 4)) & 0xf) as usize]);
+        }
+        for shift in (0..16).rev() {
+            out.push(HEX[((v >> (shift * 4)) & 0xf) as usize]);
+        }
+    }
+}
+
+/// Counts a value up for as long as it lives (also when a task unwinds).
+pub struct CountGuard<'a>(&'a Cell<usize>);
+
+impl<'a> CountGuard<'a> {
+    pub fn new(c: &'a Cell<usize>) -> Self {
+        c.set(c.get() + 1);
+        CountGuard(c)
+    }
+}
+
+impl Drop for CountGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}

@@ -1,0 +1,99 @@
+//! Client-visible outcomes, and the ONE place that maps an error to an HTTP answer.
+//!
+//! Errors know their side: the client's (bad bytes: 4xx), the upstream's (5xx), or the client's
+//! own socket failing (no answer is possible). Whether the connection is closed afterwards is
+//! decided here too: whenever framing is in doubt, it is.
+
+use crate::http::body::BodyError;
+use crate::http::parse::ParseError;
+use crate::http::response::ResponseError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    // The client's side.
+    #[error(transparent)]
+    BadHead(#[from] ParseError),
+    #[error("bad request body: {0}")]
+    BadBody(#[from] BodyError),
+    #[error("request body larger than the route allows")]
+    BodyTooLarge,
+    #[error("request head not received in time")]
+    HeadTimeout,
+    #[error("client idle between body bytes")]
+    ClientBodyTimeout,
+    #[error("no route matches")]
+    NoRoute,
+    #[error("client connection failed: {0}")]
+    ClientIo(std::io::Error),
+    // The upstream's side.
+    #[error("upstream connect failed: {0}")]
+    UpstreamConnect(std::io::Error),
+    #[error("upstream timed out")]
+    UpstreamTimeout,
+    #[error(transparent)]
+    UpstreamResponse(#[from] ResponseError),
+    #[error("upstream sent a bad body: {0}")]
+    UpstreamBody(BodyError),
+    #[error("upstream connection failed: {0}")]
+    UpstreamIo(std::io::Error),
+    #[error("upstream closed the connection early")]
+    UpstreamClosed,
+    #[error("no upstream target available")]
+    NoTarget,
+    /// Something failed after the response head went to the client: nothing can be said, the
+    /// client connection is closed so it never takes a truncated body as complete.
+    #[error("exchange aborted after the response started: {0}")]
+    AfterResponseStarted(Box<ProxyError>),
+}
+
+/// What to send for an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub reason: &'static str,
+    /// Close the client connection after answering.
+    pub close: bool,
+}
+
+const fn a(status: u16, reason: &'static str, close: bool) -> Option<Answer> {
+    Some(Answer { status, reason, close })
+}
+
+impl ProxyError {
+    /// The answer for this error; `None` means close without a word.
+    pub fn answer(&self) -> Option<Answer> {
+        match self {
+            ProxyError::BadHead(p) => match p {
+                ParseError::Malformed(_) => a(400, "Bad Request", true),
+                ParseError::RequestLineTooLong => a(414, "URI Too Long", true),
+                ParseError::HeadersTooLarge => a(431, "Request Header Fields Too Large", true),
+                ParseError::ExpectationFailed => a(417, "Expectation Failed", true),
+                ParseError::NotImplemented => a(501, "Not Implemented", true),
+            },
+            ProxyError::BadBody(_) => a(400, "Bad Request", true),
+            ProxyError::BodyTooLarge => a(413, "Content Too Large", true),
+            ProxyError::HeadTimeout => a(408, "Request Timeout", true),
+            ProxyError::ClientBodyTimeout => a(408, "Request Timeout", true),
+            ProxyError::NoRoute => a(404, "Not Found", false),
+            ProxyError::ClientIo(_) => None,
+            ProxyError::UpstreamConnect(_) => a(502, "Bad Gateway", false),
+            ProxyError::UpstreamTimeout => a(504, "Gateway Timeout", false),
+            ProxyError::UpstreamResponse(_) | ProxyError::UpstreamBody(_) => a(502, "Bad Gateway", false),
+            ProxyError::UpstreamIo(_) | ProxyError::UpstreamClosed => a(502, "Bad Gateway", false),
+            ProxyError::NoTarget => a(503, "Service Unavailable", false),
+            ProxyError::AfterResponseStarted(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapping() {
+        assert_eq!(ProxyError::UpstreamTimeout.answer().map(|a| a.status), Some(504));
+        assert_eq!(ProxyError::BadHead(ParseError::Malformed("x")).answer().map(|a| a.close), Some(true));
+        assert!(ProxyError::AfterResponseStarted(Box::new(ProxyError::UpstreamClosed)).answer().is_none());
+    }
+}

@@ -1,0 +1,219 @@
+//! One client connection: read a request head (with the keep-alive and header deadlines), hand
+//! it to the pipeline, answer errors, loop for keep-alive and pipelining, and tunnel upgrades.
+//!
+//! The read buffer starts small (idle keep-alive connections must not park a big buffer) and
+//! grows only when a head or body needs it. Requests are served one after another, so pipelined
+//! responses leave in order.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncWriteRent, CancelableAsyncReadRent, Canceller, Splitable};
+use monoio::net::TcpStream;
+
+use crate::core::{shutting_down, CountGuard, Worker};
+use crate::error::ProxyError;
+use crate::http::parse::{parse_request, RequestHead};
+use crate::http::response::ResponseHead;
+use crate::http::write::canned;
+use crate::net::io::{read_into, write_all, ReadOutcome};
+use crate::net::iov::IoSlices;
+use crate::pipeline::{handle, Next};
+use crate::shared::Snapshot;
+use crate::upstream::pool::UpstreamConn;
+
+/// First read buffer of a connection; grows as a head or body needs.
+const INITIAL_BUF: usize = 2048;
+
+pub struct ClientConn {
+    pub stream: TcpStream,
+    pub client_ip: Vec<u8>,
+    pub trusted_peer: bool,
+    pub rbuf: BytesMut,
+    pub req: RequestHead,
+    pub resp: ResponseHead,
+    pub extra: BytesMut,
+    pub iov: IoSlices,
+    pub rid: Vec<u8>,
+    pub ranges: Vec<Range<usize>>,
+    pub requests: u64,
+    /// The current request's body has not been read to its end.
+    pub body_pending: bool,
+}
+
+/// Serve a connection until it closes. Panics are caught by the caller (runtime.rs).
+pub async fn serve(stream: TcpStream, peer: SocketAddr, w: Rc<Worker>) {
+    let _ = stream.set_nodelay(true);
+    let snap = w.snapshot.get();
+    let ip = match peer.ip() {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(std::net::IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    let mut c = ClientConn {
+        stream,
+        client_ip: ip.to_string().into_bytes(),
+        trusted_peer: snap.is_trusted(ip),
+        rbuf: BytesMut::with_capacity(INITIAL_BUF),
+        req: RequestHead::default(),
+        resp: ResponseHead::default(),
+        extra: BytesMut::with_capacity(256),
+        iov: IoSlices::default(),
+        rid: Vec::with_capacity(32),
+        ranges: Vec::new(),
+        requests: 0,
+        body_pending: false,
+    };
+    drop(snap);
+    loop {
+        // One snapshot per request: a keep-alive connection sees a reload at its next request.
+        let snap = w.snapshot.get();
+        c.rid.clear();
+        c.body_pending = false;
+        match read_head(&mut c, &snap).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                answer(&mut c, &w, &e).await;
+                return;
+            }
+        }
+        let guard = CountGuard::new(&w.in_flight);
+        let res = handle(&mut c, &w, &snap).await;
+        drop(guard);
+        match res {
+            Ok(Next::KeepAlive) => {}
+            Ok(Next::Close) => return,
+            Ok(Next::Upgrade(up, idle)) => {
+                let _guard = CountGuard::new(&w.in_flight);
+                tunnel(c, up, idle).await;
+                return;
+            }
+            Err(e) => {
+                if !answer(&mut c, &w, &e).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Read until `c.rbuf` starts with a whole request head (parsed into `c.req`).
+/// `Ok(false)`: the client closed or idled out between requests; nothing to answer.
+async fn read_head(c: &mut ClientConn, snap: &Snapshot) -> Result<bool, ProxyError> {
+    let limits = &snap.limits;
+    let first = c.requests == 0;
+    let mut deadline: Option<Instant> = None;
+    loop {
+        if !c.rbuf.is_empty() {
+            if parse_request(&c.rbuf, &limits.head, &mut c.req)? {
+                return Ok(true);
+            }
+            if deadline.is_none() {
+                deadline = Some(Instant::now() + limits.header_read_timeout);
+            }
+        } else if shutting_down() && !first {
+            return Ok(false);
+        }
+        let wait = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None if first => limits.header_read_timeout,
+            None => limits.keepalive_timeout,
+        };
+        if wait.is_zero() {
+            return Err(ProxyError::HeadTimeout);
+        }
+        match read_into(&mut c.stream, &mut c.rbuf, 1024, wait).await {
+            ReadOutcome::Data(_) => {}
+            ReadOutcome::Eof if c.rbuf.is_empty() => return Ok(false),
+            ReadOutcome::Eof => return Err(ProxyError::ClientIo(std::io::ErrorKind::UnexpectedEof.into())),
+            ReadOutcome::TimedOut if c.rbuf.is_empty() => return Ok(false),
+            ReadOutcome::TimedOut => return Err(ProxyError::HeadTimeout),
+            ReadOutcome::Err(e) => return Err(ProxyError::ClientIo(e)),
+        }
+    }
+}
+
+/// Send the answer for `e`. Returns true when the connection may go on.
+async fn answer(c: &mut ClientConn, w: &Worker, e: &ProxyError) -> bool {
+    let Some(a) = e.answer() else {
+        tracing::debug!(error = %e, "connection closed without answer");
+        return false;
+    };
+    if a.status >= 500 {
+        tracing::warn!(status = a.status, error = %e, request_id = %String::from_utf8_lossy(&c.rid), "upstream error");
+    } else {
+        tracing::debug!(status = a.status, error = %e, "client error");
+    }
+    if c.rid.is_empty() {
+        w.next_request_id(&mut c.rid);
+    }
+    let close = a.close || c.body_pending || !c.req.keep_alive || shutting_down();
+    let body = canned(a.status, a.reason, &c.rid, close, "");
+    let ok = write_all(&mut c.stream, body, Duration::from_secs(5)).await.is_ok();
+    ok && !close
+}
+
+/// Relay bytes both ways after a 101, until both sides finish or nothing moves for `idle`.
+async fn tunnel(c: ClientConn, up: UpstreamConn, idle: Duration) {
+    let ClientConn { stream, mut rbuf, .. } = c;
+    let UpstreamConn { stream: ustream, .. } = up;
+    let (mut cr, mut cw) = stream.into_split();
+    let (mut ur, mut uw) = ustream.into_split();
+    let last = Rc::new(std::cell::Cell::new(Instant::now()));
+    if !rbuf.is_empty() && write_all(&mut uw, rbuf.split().freeze(), idle).await.is_err() {
+        return;
+    }
+    let a = pump(&mut cr, &mut uw, idle, last.clone());
+    let b = pump(&mut ur, &mut cw, idle, last);
+    monoio::join!(a, b);
+}
+
+async fn pump<R: CancelableAsyncReadRent, W: AsyncWriteRent>(
+    r: &mut R,
+    wr: &mut W,
+    idle: Duration,
+    last: Rc<std::cell::Cell<Instant>>,
+) {
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    loop {
+        if buf.capacity() - buf.len() < 8 * 1024 {
+            buf.reserve(8 * 1024);
+        }
+        let owned = std::mem::take(&mut buf);
+        let (len, cap) = (owned.len(), owned.capacity());
+        let canceller = Canceller::new();
+        let mut read = std::pin::pin!(r.cancelable_read(owned.slice_mut(len..cap), canceller.handle()));
+        // Wake every `idle` to check whether either direction moved; only when neither did is the
+        // read cancelled, and then awaited to completion so no received byte is ever dropped.
+        let (res, slice) = loop {
+            let done = monoio::select! {
+                out = &mut read => Some(out),
+                _ = monoio::time::sleep(idle) => None,
+            };
+            match done {
+                Some(out) => break out,
+                None if last.get().elapsed() >= idle => {
+                    let _ = canceller.cancel();
+                    break read.await;
+                }
+                None => {}
+            }
+        };
+        buf = slice.into_inner();
+        match res {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                last.set(Instant::now());
+                let chunk: Bytes = buf.split().freeze();
+                if write_all(wr, chunk, idle).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = wr.shutdown().await;
+}

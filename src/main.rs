@@ -1,0 +1,187 @@
+//! ringgate's command line: load the config, start the demo upstream if asked, bind listeners,
+//! start one worker per core, and wait for signals. No request logic lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use clap::{Parser, Subcommand};
+use ringgate::config::{self, Config, DriverChoice, TargetSpec};
+use ringgate::core::SHUTDOWN;
+use ringgate::net::listener::bind_group;
+use ringgate::runtime::{self, WorkerSpec};
+use ringgate::shared::Snapshot;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "ringgate",
+    version,
+    about = "Thread-per-core HTTP/1.1 API gateway on io_uring. With no command: run the embedded demo config."
+)]
+struct Cli {
+    /// I/O driver: auto (io_uring, else epoll), uring, or epoll. Overrides the config.
+    #[arg(long, global = true, value_parser = ["auto", "uring", "epoll"])]
+    driver: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway with a config file.
+    Run {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Validate a config file; print every error and exit non-zero if there is any.
+    Check { file: PathBuf },
+}
+
+fn init_logging() {
+    let level = match std::env::var("RINGGATE_LOG").unwrap_or_default().to_ascii_lowercase().as_str() {
+        "error" => tracing::Level::ERROR,
+        "warn" => tracing::Level::WARN,
+        "debug" => tracing::Level::DEBUG,
+        "trace" => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_max_level(level)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let (cfg, source, is_default) = match cli.command {
+        Some(Command::Check { file }) => {
+            return match config::load_file(&file) {
+                Ok(c) => {
+                    println!(
+                        "{}: ok ({} listeners, {} upstreams, {} routes)",
+                        file.display(),
+                        c.listeners.len(),
+                        c.upstreams.len(),
+                        c.routes.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprint!("{}", e.render());
+                    eprintln!("{} error(s)", e.issues.len());
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Command::Run { config: path }) => match config::load_file(&path) {
+            Ok(c) => (c, path.display().to_string(), false),
+            Err(e) => {
+                eprint!("{}", e.render());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => match config::load_str(config::DEFAULT_CONFIG, "(embedded default)") {
+            Ok(c) => (c, "(embedded default)".to_string(), true),
+            Err(e) => {
+                eprint!("{}", e.render());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let driver = cli.driver.as_deref().and_then(DriverChoice::parse).unwrap_or(cfg.driver);
+    match start(cfg, driver, &source, is_default) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("ringgate: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(cfg: Config, driver: DriverChoice, source: &str, is_default: bool) -> Result<(), String> {
+    let needs_demo = cfg.upstreams.iter().any(|u| u.targets.contains(&TargetSpec::Demo));
+    let demo = if needs_demo {
+        Some(ringgate::demo::start().map_err(|e| format!("cannot start the demo upstream: {e}"))?)
+    } else {
+        None
+    };
+    let shared = Arc::new(ArcSwap::from_pointee(Snapshot::build(&cfg, demo)));
+
+    // Bind everything before starting workers, so a busy port fails the start cleanly.
+    let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..cfg.workers).map(|_| Vec::new()).collect();
+    let mut bound = Vec::new();
+    for l in &cfg.listeners {
+        let (addr, socks) = bind_group(l, cfg.workers)?;
+        bound.push(addr);
+        for (i, s) in socks.into_iter().enumerate() {
+            per_worker[i].push(s);
+        }
+    }
+
+    install_signals()?;
+    let mut handles = Vec::new();
+    for (id, listeners) in per_worker.into_iter().enumerate() {
+        let core = if cfg.pin_cores.is_empty() { None } else { Some(cfg.pin_cores[id % cfg.pin_cores.len()]) };
+        let spec = WorkerSpec {
+            id,
+            core,
+            listeners,
+            driver,
+            shared: shared.clone(),
+            max_connections: cfg.limits.max_connections_per_worker,
+            drain_timeout: cfg.drain_timeout,
+        };
+        handles.push(runtime::spawn(spec).map_err(|e| format!("cannot start worker {id}: {e}"))?);
+    }
+
+    // The banner: tests and scripts read the "listening on" lines.
+    println!("ringgate {} ({source}): {} workers", env!("CARGO_PKG_VERSION"), cfg.workers);
+    for a in &bound {
+        println!("listening on http://{a}");
+    }
+    if let Some(d) = demo {
+        println!("demo upstream on http://{d}");
+    }
+    if is_default {
+        if let Some(a) = bound.first() {
+            println!("try:\n  curl -i http://{a}/hello\n  curl -i -X POST --data 'hi there' http://{a}/echo\n  curl -i -H 'Host: example.test' http://{a}/anything?x=1");
+            println!("stop with Ctrl-C; run with your own config: ringgate run --config FILE (see docs/config.md)");
+        }
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    for h in handles {
+        let _ = h.join();
+    }
+    tracing::info!("drained, exiting");
+    Ok(())
+}
+
+/// SIGTERM/SIGINT: the first starts a graceful drain, the second exits at once.
+fn install_signals() -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::Builder::new()
+        .name("ringgate-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if SHUTDOWN.swap(true, Ordering::SeqCst) {
+                    eprintln!("ringgate: second signal ({sig}), exiting now");
+                    std::process::exit(1);
+                }
+                tracing::info!(signal = sig, "shutting down: no new connections, draining requests in flight");
+            }
+        })
+        .map_err(|e| format!("cannot start signal thread: {e}"))?;
+    Ok(())
+}

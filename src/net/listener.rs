@@ -1,0 +1,58 @@
+//! Listening sockets: one SO_REUSEPORT socket per worker for each configured address, built with
+//! socket2 (backlog, IPV6_V6ONLY, non-blocking) and handed to the worker, which registers it
+//! with its own runtime.
+//!
+//! monoio's own `bind` sets SO_REUSEPORT silently, so a second ringgate would quietly share a
+//! port. Here, unless the listener says `reuse_port_group = true`, the address is first probed
+//! with a socket that does NOT set SO_REUSEPORT: if anyone listens there, the probe fails and
+//! startup stops with a clear message.
+
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::ListenerCfg;
+
+fn new_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
+    let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let s = Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if reuse_port {
+        s.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    Ok(s)
+}
+
+/// Bind `count` listeners sharing `cfg.addr`. Returns the bound address (the real port when the
+/// config says 0) and the sockets, listening and non-blocking.
+pub fn bind_group(cfg: &ListenerCfg, count: usize) -> Result<(SocketAddr, Vec<std::net::TcpListener>), String> {
+    let mut addr = cfg.addr;
+    if !cfg.reuse_port_group && addr.port() != 0 {
+        let probe = new_socket(addr, false).map_err(|e| format!("{addr}: cannot create socket: {e}"))?;
+        if let Err(e) = probe.bind(&addr.into()) {
+            return Err(if e.kind() == io::ErrorKind::AddrInUse {
+                format!("{addr} is already in use by another process (stop it, or set reuse_port_group = true on this listener to share the port on purpose)")
+            } else {
+                format!("{addr}: cannot bind: {e}")
+            });
+        }
+        drop(probe);
+    }
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count.max(1) {
+        let s = new_socket(addr, true).map_err(|e| format!("{addr}: cannot create socket: {e}"))?;
+        s.bind(&addr.into()).map_err(|e| format!("{addr}: cannot bind: {e}"))?;
+        s.listen(cfg.backlog).map_err(|e| format!("{addr}: cannot listen: {e}"))?;
+        s.set_nonblocking(true).map_err(|e| format!("{addr}: {e}"))?;
+        if addr.port() == 0 {
+            addr =
+                s.local_addr().ok().and_then(|a| a.as_socket()).ok_or_else(|| format!("{addr}: no local address"))?;
+        }
+        out.push(s.into());
+    }
+    Ok((addr, out))
+}

@@ -1,0 +1,354 @@
+//! The request path, top to bottom: route → limits → upstream connection → forward the head and
+//! stream the body → read the response head (relaying 1xx) → stream the response back → pool.
+//!
+//! Every exit is either a `Next` (what the connection does next) or a `ProxyError`, which
+//! `error.rs` turns into the one answer the client gets. Each wait on a peer has a deadline: the
+//! route's connect, response and idle timeouts, capped by its total timeout.
+
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::core::{shutting_down, Worker};
+use crate::error::ProxyError;
+use crate::http::body::{BodyError, BodyReader};
+use crate::http::conn::ClientConn;
+use crate::http::parse::BodyFraming;
+use crate::http::response::{parse_response, ResponseFraming};
+use crate::http::write::{forward_request_head, forward_response_head, ClientConn as ConnMode, ForwardCtx};
+use crate::net::io::{read_into, write_all, write_iov, ReadOutcome, WriteError};
+use crate::shared::{Snapshot, Target, UpstreamGroup};
+use crate::upstream::pool::{connect, UpstreamConn};
+
+/// Largest response head accepted from an upstream.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Room made in a read buffer before each body read.
+const BODY_READ: usize = 16 * 1024;
+
+/// What the client connection does after a request.
+pub enum Next {
+    KeepAlive,
+    Close,
+    /// The upstream switched protocols: tunnel bytes both ways with this idle timeout.
+    Upgrade(UpstreamConn, Duration),
+}
+
+/// Time left before the route's total deadline, capping one wait.
+struct Clock {
+    deadline: Option<Instant>,
+}
+
+impl Clock {
+    fn cap(&self, d: Duration) -> Result<Duration, ProxyError> {
+        match self.deadline {
+            None => Ok(d),
+            Some(dl) => {
+                let rem = dl.saturating_duration_since(Instant::now());
+                if rem.is_zero() {
+                    Err(ProxyError::UpstreamTimeout)
+                } else {
+                    Ok(d.min(rem))
+                }
+            }
+        }
+    }
+}
+
+fn upstream_write(e: WriteError) -> ProxyError {
+    match e {
+        WriteError::TimedOut => ProxyError::UpstreamTimeout,
+        WriteError::Io(e) => ProxyError::UpstreamIo(e),
+    }
+}
+
+fn client_write(e: WriteError) -> ProxyError {
+    ProxyError::ClientIo(e.into())
+}
+
+fn test_panic_hook(path: &[u8]) {
+    static HOOK: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
+    let hook = HOOK.get_or_init(|| std::env::var("RINGGATE_TEST_PANIC_PATH").ok().map(String::into_bytes));
+    if let Some(p) = hook {
+        if p.as_slice() == path {
+            panic!("test panic hook: request for {}", String::from_utf8_lossy(path));
+        }
+    }
+}
+
+fn idempotent(method: &[u8]) -> bool {
+    matches!(method, b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE")
+}
+
+async fn fresh(target: &Target, clock: &Clock, connect_timeout: Duration) -> Result<UpstreamConn, ProxyError> {
+    connect(target.addr, clock.cap(connect_timeout)?).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::TimedOut => ProxyError::UpstreamTimeout,
+        _ => ProxyError::UpstreamConnect(e),
+    })
+}
+
+/// Serve one request whose head is parsed in `c.req` (its bytes are at the front of `c.rbuf`).
+pub async fn handle(c: &mut ClientConn, w: &Worker, snap: &Snapshot) -> Result<Next, ProxyError> {
+    let head = c.rbuf.split_to(c.req.len).freeze();
+    c.requests += 1;
+    let framing = c.req.framing();
+    c.body_pending = framing != BodyFraming::None;
+    let generated_id = match &c.req.request_id {
+        Some(r) if snap.forwarding.request_id => {
+            c.rid.clear();
+            c.rid.extend_from_slice(&head[r.clone()]);
+            false
+        }
+        _ => {
+            w.next_request_id(&mut c.rid);
+            true
+        }
+    };
+    test_panic_hook(&head[c.req.path.clone()]);
+
+    // Route.
+    let host = c.req.host.as_ref().map(|r| &head[r.clone()]);
+    let route = snap.route(host, &head[c.req.path.clone()]).ok_or(ProxyError::NoRoute)?;
+    let max_body = route.max_body_bytes;
+    if let BodyFraming::Length(n) = framing {
+        if max_body > 0 && n > max_body {
+            return Err(ProxyError::BodyTooLarge);
+        }
+    }
+    let group: &UpstreamGroup = &snap.upstreams[route.upstream];
+    if group.targets.is_empty() {
+        return Err(ProxyError::NoTarget);
+    }
+    let target = &group.targets[w.next_target(group.targets.len())];
+    let t = route.timeouts;
+    let clock = Clock { deadline: t.total.map(|d| Instant::now() + d) };
+
+    // Upstream connection: pooled, or new.
+    let mut up = match w.pool.take(target.addr, group.idle_timeout, Instant::now()) {
+        Some(u) => u,
+        None => fresh(target, &clock, t.connect).await?,
+    };
+
+    // RFC 9110 §10.1.1: answer 100-continue ourselves once the request is accepted.
+    let mut sent_continue = false;
+    if c.req.expect_continue && c.body_pending && c.rbuf.is_empty() {
+        write_all(&mut c.stream, Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"), clock.cap(t.idle)?)
+            .await
+            .map_err(client_write)?;
+        sent_continue = true;
+    }
+
+    let mut body = match framing {
+        BodyFraming::None => None,
+        BodyFraming::Length(n) => Some(BodyReader::Length(n)),
+        BodyFraming::Chunked => Some(BodyReader::chunked()),
+    };
+    let retryable = framing == BodyFraming::None;
+    let mut body_seen: u64 = 0;
+    let mut attempt = 0;
+    let head_len = loop {
+        attempt += 1;
+        // Head, plus whatever body bytes are already buffered, in one vectored write.
+        let mut iov = std::mem::take(&mut c.iov);
+        iov.clear();
+        {
+            let ctx = ForwardCtx {
+                client_ip: &c.client_ip,
+                trusted_peer: c.trusted_peer,
+                x_forwarded_for: snap.forwarding.x_forwarded_for,
+                x_forwarded_proto: snap.forwarding.x_forwarded_proto,
+                x_forwarded_host: snap.forwarding.x_forwarded_host,
+                generated_request_id: if generated_id && snap.forwarding.request_id { Some(&c.rid) } else { None },
+                upstream_authority: &target.authority,
+                proto: b"http",
+            };
+            forward_request_head(&head, &c.req, &ctx, &mut c.extra, iov.bufs_mut());
+        }
+        if let Some(b) = body.as_mut() {
+            if !c.rbuf.is_empty() {
+                let p = b.feed(&c.rbuf)?;
+                body_seen += p.consumed as u64;
+                if max_body > 0 && body_seen > max_body {
+                    return Err(ProxyError::BodyTooLarge);
+                }
+                iov.bufs_mut().push(c.rbuf.split_to(p.consumed).freeze());
+            }
+        }
+        iov.seal();
+        let (res, back) = write_iov(&mut up.stream, iov, clock.cap(t.idle)?).await;
+        c.iov = back.unwrap_or_default();
+        c.iov.clear();
+        if let Err(e) = res {
+            if up.reused && attempt == 1 && retryable {
+                up = fresh(target, &clock, t.connect).await?;
+                continue;
+            }
+            return Err(upstream_write(e));
+        }
+
+        // The rest of the body, streamed through the bounded read buffer.
+        while let Some(b) = body.as_mut().filter(|b| !b.is_done()) {
+            match read_into(&mut c.stream, &mut c.rbuf, BODY_READ, clock.cap(t.idle)?).await {
+                ReadOutcome::Data(_) => {}
+                ReadOutcome::Eof => return Err(ProxyError::ClientIo(std::io::ErrorKind::UnexpectedEof.into())),
+                ReadOutcome::TimedOut => return Err(ProxyError::ClientBodyTimeout),
+                ReadOutcome::Err(e) => return Err(ProxyError::ClientIo(e)),
+            }
+            let p = b.feed(&c.rbuf)?;
+            body_seen += p.consumed as u64;
+            if max_body > 0 && body_seen > max_body {
+                return Err(ProxyError::BodyTooLarge);
+            }
+            let chunk = c.rbuf.split_to(p.consumed).freeze();
+            write_all(&mut up.stream, chunk, clock.cap(t.idle)?).await.map_err(upstream_write)?;
+        }
+        c.body_pending = false;
+
+        match read_response_head(&mut up, c, &clock, t.response).await {
+            Ok(n) => break n,
+            Err(ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_))
+                if up.reused && attempt == 1 && retryable && idempotent(&head[c.req.method.clone()]) =>
+            {
+                up = fresh(target, &clock, t.connect).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let mut n = head_len;
+
+    // 1xx interim responses: relay to HTTP/1.1 clients, then read the final head.
+    while (100..200).contains(&c.resp.status) && c.resp.status != 101 {
+        let interim = up.buf.split_to(n).freeze();
+        if c.req.minor == 1 && !(c.resp.status == 100 && sent_continue) {
+            let mut out = std::mem::take(&mut c.iov);
+            forward_response_head(&interim, &c.resp, 1, ConnMode::KeepAlive, false, &mut c.extra, out.bufs_mut());
+            out.seal();
+            let (res, back) = write_iov(&mut c.stream, out, clock.cap(t.idle)?).await;
+            c.iov = back.unwrap_or_default();
+            c.iov.clear();
+            res.map_err(client_write)?;
+        }
+        n = read_response_head(&mut up, c, &clock, t.response).await?;
+    }
+
+    if c.resp.status == 101 {
+        if !c.req.upgrade {
+            return Err(ProxyError::UpstreamResponse(crate::http::response::ResponseError::Malformed(
+                "101 to a request that did not ask to upgrade",
+            )));
+        }
+        let resp_head = up.buf.split_to(n).freeze();
+        let mut out = std::mem::take(&mut c.iov);
+        forward_response_head(&resp_head, &c.resp, 1, ConnMode::Upgrade, false, &mut c.extra, out.bufs_mut());
+        if !up.buf.is_empty() {
+            out.bufs_mut().push(up.buf.split().freeze());
+        }
+        out.seal();
+        let (res, back) = write_iov(&mut c.stream, out, clock.cap(t.idle)?).await;
+        c.iov = back.unwrap_or_default();
+        c.iov.clear();
+        res.map_err(client_write)?;
+        return Ok(Next::Upgrade(up, t.idle));
+    }
+
+    // Final response.
+    let resp_head = up.buf.split_to(n).freeze();
+    let rframing = c.resp.framing;
+    let dechunk = rframing == ResponseFraming::Chunked && c.req.minor == 0;
+    let keep = c.req.keep_alive
+        && rframing != ResponseFraming::UntilClose
+        && !dechunk
+        && !shutting_down()
+        && c.requests < snap.limits.max_requests_per_connection;
+    let mode = if keep { ConnMode::KeepAlive } else { ConnMode::Close };
+    let mut rbody = match rframing {
+        ResponseFraming::None => None,
+        ResponseFraming::Length(len) => Some(BodyReader::Length(len)),
+        ResponseFraming::Chunked => Some(BodyReader::chunked()),
+        ResponseFraming::UntilClose => Some(BodyReader::UntilClose),
+    };
+    let mut out = std::mem::take(&mut c.iov);
+    forward_response_head(&resp_head, &c.resp, c.req.minor, mode, dechunk, &mut c.extra, out.bufs_mut());
+    drop(resp_head);
+    if let Some(b) = rbody.as_mut() {
+        take_body(b, &mut up.buf, dechunk, &mut c.ranges, out.bufs_mut()).map_err(ProxyError::UpstreamBody)?;
+    }
+    out.seal();
+    let (res, back) = write_iov(&mut c.stream, out, clock.cap(t.idle)?).await;
+    c.iov = back.unwrap_or_default();
+    c.iov.clear();
+    res.map_err(client_write)?;
+
+    let started = |e: ProxyError| ProxyError::AfterResponseStarted(Box::new(e));
+    while let Some(b) = rbody.as_mut().filter(|b| !b.is_done()) {
+        let wait = clock.cap(t.idle).map_err(started)?;
+        match read_into(&mut up.stream, &mut up.buf, BODY_READ, wait).await {
+            ReadOutcome::Data(_) => {}
+            ReadOutcome::Eof if matches!(b, BodyReader::UntilClose) => break,
+            ReadOutcome::Eof => return Err(started(ProxyError::UpstreamClosed)),
+            ReadOutcome::TimedOut => return Err(started(ProxyError::UpstreamTimeout)),
+            ReadOutcome::Err(e) => return Err(started(ProxyError::UpstreamIo(e))),
+        }
+        let mut out = std::mem::take(&mut c.iov);
+        take_body(b, &mut up.buf, dechunk, &mut c.ranges, out.bufs_mut())
+            .map_err(|e| started(ProxyError::UpstreamBody(e)))?;
+        out.seal();
+        let (res, back) = write_iov(&mut c.stream, out, clock.cap(t.idle).map_err(started)?).await;
+        c.iov = back.unwrap_or_default();
+        c.iov.clear();
+        res.map_err(client_write)?;
+    }
+
+    // Back to the pool only after an exact, complete exchange.
+    let clean = c.resp.keep_alive && up.buf.is_empty() && rbody.as_ref().is_none_or(BodyReader::is_done);
+    if clean {
+        w.pool.put(up, group.max_idle_per_target, Instant::now());
+    }
+    if c.rbuf.capacity() > 64 * 1024 && c.rbuf.is_empty() {
+        // A large body grew the buffer: do not park it on an idle connection.
+        c.rbuf = BytesMut::new();
+    }
+    Ok(if keep { Next::KeepAlive } else { Next::Close })
+}
+
+/// Move the body bytes at the front of `buf` into `out` (as slices of it).
+fn take_body(
+    b: &mut BodyReader,
+    buf: &mut BytesMut,
+    dechunk: bool,
+    ranges: &mut Vec<Range<usize>>,
+    out: &mut Vec<Bytes>,
+) -> Result<(), BodyError> {
+    if buf.is_empty() {
+        return Ok(());
+    }
+    ranges.clear();
+    let p = if dechunk { b.feed_with(buf, |r| ranges.push(r))? } else { b.feed(buf)? };
+    let chunk = buf.split_to(p.consumed).freeze();
+    if dechunk {
+        out.extend(ranges.drain(..).map(|r| chunk.slice(r)));
+    } else if !chunk.is_empty() {
+        out.push(chunk);
+    }
+    Ok(())
+}
+
+/// Read until a full response head is buffered in `up.buf`; returns its length (parsed in `c.resp`).
+async fn read_response_head(
+    up: &mut UpstreamConn,
+    c: &mut ClientConn,
+    clock: &Clock,
+    response_timeout: Duration,
+) -> Result<usize, ProxyError> {
+    loop {
+        if !up.buf.is_empty() && parse_response(&up.buf, MAX_RESPONSE_HEAD, c.req.is_head, &mut c.resp)? {
+            return Ok(c.resp.len);
+        }
+        match read_into(&mut up.stream, &mut up.buf, 4096, clock.cap(response_timeout)?).await {
+            ReadOutcome::Data(_) => {}
+            ReadOutcome::Eof => return Err(ProxyError::UpstreamClosed),
+            ReadOutcome::TimedOut => return Err(ProxyError::UpstreamTimeout),
+            ReadOutcome::Err(e) => return Err(ProxyError::UpstreamIo(e)),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Worker threads: one OS thread per worker, optionally pinned, each running its own monoio
+//! runtime (io_uring where the kernel allows it, else epoll, logged per worker), its own
+//! listeners, accept loop and connection tasks.
+//!
+//! Owns accept back-off, the per-worker connection cap (accept pauses at the cap), catching a
+//! panic per connection (monoio does not), and draining on shutdown.
+
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use futures_util::FutureExt;
+use monoio::io::{CancelHandle, Canceller};
+use monoio::net::TcpListener;
+
+use crate::config::DriverChoice;
+use crate::core::{shutting_down, CountGuard, Worker, STATS};
+use crate::shared::Snapshot;
+
+pub struct WorkerSpec {
+    pub id: usize,
+    pub core: Option<usize>,
+    pub listeners: Vec<std::net::TcpListener>,
+    pub driver: DriverChoice,
+    pub shared: Arc<ArcSwap<Snapshot>>,
+    pub max_connections: usize,
+    pub drain_timeout: Duration,
+}
+
+/// io_uring ring size per worker.
+const RING_ENTRIES: u32 = 2048;
+
+/// Start a worker thread. It returns when the worker has drained after shutdown.
+pub fn spawn(spec: WorkerSpec) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name(format!("ringgate-w{}", spec.id)).spawn(move || run(spec))
+}
+
+fn run(spec: WorkerSpec) {
+    let id = spec.id;
+    if let Some(core) = spec.core {
+        if let Err(e) = monoio::utils::bind_to_cpu_set([core]) {
+            tracing::warn!(worker = id, core, "cannot pin to CPU: {e:?}");
+        }
+    }
+    let want_uring = match spec.driver {
+        DriverChoice::Epoll => false,
+        DriverChoice::Uring => true,
+        DriverChoice::Auto => {
+            let ok = monoio::utils::detect_uring();
+            if !ok {
+                tracing::warn!(worker = id, "io_uring unavailable (old kernel, kernel.io_uring_disabled, seccomp, or missing opcodes): falling back to epoll");
+            }
+            ok
+        }
+    };
+    if want_uring {
+        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().with_entries(RING_ENTRIES).enable_timer().build() {
+            Ok(mut rt) => {
+                tracing::info!(worker = id, core = ?spec.core, "driver=io_uring");
+                rt.block_on(worker_main(spec));
+                return;
+            }
+            Err(e) if spec.driver == DriverChoice::Uring => {
+                tracing::error!(worker = id, "io_uring requested but the ring cannot be created: {e}");
+                std::process::exit(1);
+            }
+            Err(e) => tracing::warn!(
+                worker = id,
+                "io_uring ring creation failed ({e}; RLIMIT_MEMLOCK?): falling back to epoll"
+            ),
+        }
+    }
+    match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build() {
+        Ok(mut rt) => {
+            tracing::info!(worker = id, core = ?spec.core, "driver=epoll");
+            rt.block_on(worker_main(spec));
+        }
+        Err(e) => {
+            tracing::error!(worker = id, "cannot build epoll runtime: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn worker_main(spec: WorkerSpec) {
+    let w = Rc::new(Worker::new(spec.id, spec.shared.clone()));
+    let mut cancellers = Vec::new();
+    for l in spec.listeners {
+        match TcpListener::from_std(l) {
+            Ok(l) => {
+                let c = Canceller::new();
+                monoio::spawn(accept_loop(l, w.clone(), c.handle(), spec.max_connections));
+                cancellers.push(c);
+            }
+            Err(e) => {
+                tracing::error!(worker = spec.id, "cannot register listener: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    // Periodic work: shutdown check and pool sweep. Polling an atomic every 50 ms costs nothing
+    // measurable and needs no cross-thread waker.
+    let mut last_sweep = Instant::now();
+    while !shutting_down() {
+        monoio::time::sleep(Duration::from_millis(50)).await;
+        if last_sweep.elapsed() >= Duration::from_secs(1) {
+            let snap = w.snapshot.get();
+            let now = Instant::now();
+            w.pool.sweep(
+                |addr| {
+                    snap.upstreams
+                        .iter()
+                        .find(|u| u.targets.iter().any(|t| t.addr == addr))
+                        .map(|u| u.idle_timeout)
+                        .unwrap_or(Duration::ZERO)
+                },
+                now,
+            );
+            last_sweep = now;
+        }
+    }
+    // Drain: stop accepting, let requests in flight finish, then drop everything (idle
+    // keep-alive connections are closed when the runtime goes away).
+    for c in cancellers {
+        let _ = c.cancel();
+    }
+    let deadline = Instant::now() + spec.drain_timeout;
+    while w.in_flight.get() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if w.in_flight.get() > 0 {
+        tracing::warn!(
+            worker = spec.id,
+            in_flight = w.in_flight.get(),
+            "drain timeout: closing requests still in flight"
+        );
+    }
+    w.pool.clear();
+}
+
+async fn accept_loop(l: TcpListener, w: Rc<Worker>, cancel: CancelHandle, max_connections: usize) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        // At the cap, accept pauses (the kernel backlog holds new clients) instead of failing.
+        while w.connections.get() >= max_connections {
+            if shutting_down() {
+                return;
+            }
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
+        match l.cancelable_accept(cancel.clone()).await {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(5);
+                if shutting_down() {
+                    return; // accepted in the race with the cancel: dropping it closes it
+                }
+                let w = w.clone();
+                monoio::spawn(async move {
+                    let _conn = CountGuard::new(&w.connections);
+                    let served =
+                        AssertUnwindSafe(crate::http::conn::serve(stream, peer, w.clone())).catch_unwind().await;
+                    if let Err(p) = served {
+                        let n = STATS.panics.fetch_add(1, Ordering::Relaxed) + 1;
+                        let msg = p
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| p.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        tracing::error!(worker = w.id, %peer, panics_total = n, "panic while serving a connection ({msg}); that connection was closed, the worker goes on");
+                    }
+                });
+            }
+            Err(_) if shutting_down() => return,
+            Err(e) => {
+                STATS.accept_errors.fetch_add(1, Ordering::Relaxed);
+                let resource =
+                    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM));
+                if resource {
+                    tracing::warn!(worker = w.id, "accept failed: {e}; backing off {backoff:?}");
+                    monoio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                } else {
+                    tracing::debug!(worker = w.id, "accept failed: {e}");
+                }
+            }
+        }
+    }
+}

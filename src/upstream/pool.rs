@@ -1,0 +1,148 @@
+//! Per-core upstream connections: connect by address (never DNS on a worker), and a keep-alive
+//! pool per target owned by one worker thread (no locks).
+//!
+//! The pool is LIFO, so the warmest connection is reused and idle ones age out; a pooled
+//! connection is checked for a close or stray bytes from the upstream before it is handed out.
+//! Only connections whose last exchange ended cleanly (no timeout, no cancelled op, exact
+//! framing) are put back.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use monoio::net::TcpStream;
+
+/// Read buffer size for upstream connections.
+pub const UPSTREAM_BUF: usize = 16 * 1024;
+
+pub struct UpstreamConn {
+    pub stream: TcpStream,
+    pub buf: BytesMut,
+    pub addr: SocketAddr,
+    /// Came from the pool (the upstream may have closed it meanwhile).
+    pub reused: bool,
+    idle_since: Instant,
+}
+
+#[derive(Default)]
+pub struct Pool {
+    idle: RefCell<HashMap<SocketAddr, Vec<UpstreamConn>>>,
+}
+
+impl Pool {
+    /// A live pooled connection to `addr`, if any.
+    pub fn take(&self, addr: SocketAddr, idle_timeout: Duration, now: Instant) -> Option<UpstreamConn> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(&addr)?;
+        while let Some(mut c) = list.pop() {
+            if now.duration_since(c.idle_since) >= idle_timeout || !still_open(&c.stream) {
+                continue; // dropped: closed
+            }
+            c.reused = true;
+            return Some(c);
+        }
+        None
+    }
+
+    /// Return a connection whose exchange ended cleanly.
+    pub fn put(&self, mut c: UpstreamConn, max_idle: usize, now: Instant) {
+        if max_idle == 0 {
+            return;
+        }
+        c.idle_since = now;
+        c.buf.clear();
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.entry(c.addr).or_default();
+        if list.len() >= max_idle {
+            // Drop the oldest (front) to keep the warm ones.
+            list.remove(0);
+        }
+        list.push(c);
+    }
+
+    /// Close pooled connections idle longer than their timeout (called from a periodic task).
+    pub fn sweep(&self, idle_timeout: impl Fn(SocketAddr) -> Duration, now: Instant) {
+        let mut idle = self.idle.borrow_mut();
+        for (addr, list) in idle.iter_mut() {
+            let t = idle_timeout(*addr);
+            list.retain(|c| now.duration_since(c.idle_since) < t);
+        }
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.borrow().values().map(Vec::len).sum()
+    }
+
+    /// Close everything (shutdown).
+    pub fn clear(&self) {
+        self.idle.borrow_mut().clear();
+    }
+}
+
+/// Non-blocking peek: false when the upstream closed the connection or sent unsolicited bytes.
+fn still_open(s: &TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    // SAFETY: valid fd owned by `s`, one-byte stack buffer.
+    let r = unsafe {
+        libc::recv(s.as_raw_fd(), b.as_mut_ptr() as *mut libc::c_void, 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return e.kind() == io::ErrorKind::WouldBlock;
+    }
+    false
+}
+
+/// Connect to `addr` within `timeout`, with TCP_NODELAY.
+///
+/// The socket is created non-blocking and connected with a plain syscall, then writability is
+/// awaited: dropping that wait on timeout cancels nothing that could leak a descriptor (monoio
+/// 0.2.4 can leak the fd of a cancelled connect op).
+pub async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<UpstreamConn> {
+    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let sock =
+        socket2::Socket::new(domain, socket2::Type::STREAM.nonblocking().cloexec(), Some(socket2::Protocol::TCP))?;
+    sock.set_nodelay(true)?;
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    // SAFETY: the fd comes from a socket we own and hand over whole.
+    let std_stream = unsafe { std::net::TcpStream::from_raw_fd(sock.into_raw_fd()) };
+    let stream = TcpStream::from_std(std_stream)?;
+    match monoio::time::timeout(timeout, stream.writable(false)).await {
+        Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(())) => {}
+    }
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: valid fd, out-params sized for an int.
+    let r = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            &mut err as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if err != 0 {
+        return Err(io::Error::from_raw_os_error(err));
+    }
+    Ok(UpstreamConn {
+        stream,
+        buf: BytesMut::with_capacity(UPSTREAM_BUF),
+        addr,
+        reused: false,
+        idle_since: Instant::now(),
+    })
+}
