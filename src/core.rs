@@ -9,7 +9,14 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use std::ops::Range;
+
 use arc_swap::{ArcSwap, Cache};
+use bytes::BytesMut;
+
+use crate::http::parse::RequestHead;
+use crate::http::response::ResponseHead;
+use crate::net::iov::IoSlices;
 
 use crate::shared::Snapshot;
 use crate::upstream::pool::Pool;
@@ -55,8 +62,23 @@ impl LocalSnapshot {
     }
 }
 
+/// Per-request working state, lent from a per-core free list while a request is in flight, so
+/// idle keep-alive connections hold none of it and requests allocate none of it.
+#[derive(Default)]
+pub struct Scratch {
+    pub req: RequestHead,
+    pub resp: ResponseHead,
+    pub extra: BytesMut,
+    pub iov: IoSlices,
+    pub ranges: Vec<Range<usize>>,
+}
+
+/// Scratches kept per core beyond those in use.
+const SCRATCH_POOL_MAX: usize = 4096;
+
 pub struct Worker {
     pub id: usize,
+    scratch: RefCell<Vec<Box<Scratch>>>,
     pub snapshot: LocalSnapshot,
     pub pool: Pool,
     rr: Cell<usize>,
@@ -76,6 +98,7 @@ impl Worker {
         );
         Worker {
             id,
+            scratch: RefCell::new(Vec::new()),
             snapshot: LocalSnapshot::new(shared),
             pool: Pool::default(),
             rr: Cell::new(id),
@@ -83,6 +106,18 @@ impl Worker {
             in_flight: Cell::new(0),
             seq: Cell::new(0),
             seed: h.finish(),
+        }
+    }
+
+    pub fn take_scratch(&self) -> Box<Scratch> {
+        self.scratch.borrow_mut().pop().unwrap_or_default()
+    }
+
+    pub fn recycle_scratch(&self, mut s: Box<Scratch>) {
+        s.iov.clear();
+        let mut pool = self.scratch.borrow_mut();
+        if pool.len() < SCRATCH_POOL_MAX {
+            pool.push(s);
         }
     }
 

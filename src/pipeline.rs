@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::core::Scratch;
 use crate::core::{shutting_down, Worker};
 use crate::error::ProxyError;
 use crate::http::body::{BodyError, BodyReader};
@@ -87,13 +88,14 @@ async fn fresh(target: &Target, clock: &Clock, connect_timeout: Duration) -> Res
     })
 }
 
-/// Serve one request whose head is parsed in `c.req` (its bytes are at the front of `c.rbuf`).
-pub async fn handle(c: &mut ClientConn, w: &Worker, snap: &Snapshot) -> Result<Next, ProxyError> {
-    let head = c.rbuf.split_to(c.req.len).freeze();
+/// Serve one request whose head is parsed in `s.req` (its bytes are at the front of `c.rbuf`).
+/// `s` is the per-core scratch lent to this request (parsed heads, write lists).
+pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snapshot) -> Result<Next, ProxyError> {
+    let head = c.rbuf.split_to(s.req.len).freeze();
     c.requests += 1;
-    let framing = c.req.framing();
+    let framing = s.req.framing();
     c.body_pending = framing != BodyFraming::None;
-    let generated_id = match &c.req.request_id {
+    let generated_id = match &s.req.request_id {
         Some(r) if snap.forwarding.request_id => {
             c.rid.clear();
             c.rid.extend_from_slice(&head[r.clone()]);
@@ -104,11 +106,11 @@ pub async fn handle(c: &mut ClientConn, w: &Worker, snap: &Snapshot) -> Result<N
             true
         }
     };
-    test_panic_hook(&head[c.req.path.clone()]);
+    test_panic_hook(&head[s.req.path.clone()]);
 
     // Route.
-    let host = c.req.host.as_ref().map(|r| &head[r.clone()]);
-    let route = snap.route(host, &head[c.req.path.clone()]).ok_or(ProxyError::NoRoute)?;
+    let host = s.req.host.as_ref().map(|r| &head[r.clone()]);
+    let route = snap.route(host, &head[s.req.path.clone()]).ok_or(ProxyError::NoRoute)?;
     let max_body = route.max_body_bytes;
     if let BodyFraming::Length(n) = framing {
         if max_body > 0 && n > max_body {
@@ -131,7 +133,7 @@ pub async fn handle(c: &mut ClientConn, w: &Worker, snap: &Snapshot) -> Result<N
 
     // RFC 9110 §10.1.1: answer 100-continue ourselves once the request is accepted.
     let mut sent_continue = false;
-    if c.req.expect_continue && c.body_pending && c.rbuf.is_empty() {
+    if s.req.expect_continue && c.body_pending && c.rbuf.is_empty() {
         write_all(&mut c.stream, Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"), clock.cap(t.idle)?)
             .await
             .map_err(client_write)?;
@@ -149,7 +151,7 @@ pub async fn handle(c: &mut ClientConn, w: &Worker, snap: &Snapshot) -> Result<N
     let head_len = loop {
         attempt += 1;
         // Head, plus whatever body bytes are already buffered, in one vectored write.
-        let mut iov = std::mem::take(&mut c.iov);
+        let mut iov = std::mem::take(&mut s.iov);
         iov.clear();
         {
             let ctx = ForwardCtx {
@@ -162,7 +164,7 @@ pub async fn handle(c: &mut ClientConn, w: &Worker, snap: &Snapshot) -> Result<N
                 upstream_authority: &target.authority,
                 proto: b"http",
             };
-            forward_request_head(&head, &c.req, &ctx, &mut c.extra, iov.bufs_mut());
+            forward_request_head(&head, &s.req, &ctx, &mut s.extra, iov.bufs_mut());
         }
         if let Some(b) = body.as_mut() {
             if !c.rbuf.is_empty() {
@@ -176,8 +178,8 @@ pub async fn handle(c: &mut ClientConn, w: &Worker, snap: &Snapshot) -> Result<N
         }
         iov.seal();
         let (res, back) = write_iov(&mut up.stream, iov, clock.cap(t.idle)?).await;
-        c.iov = back.unwrap_or_default();
-        c.iov.clear();
+        s.iov = back.unwrap_or_default();
+        s.iov.clear();
         if let Err(e) = res {
             if up.reused && attempt == 1 && retryable {
                 up = fresh(target, &clock, t.connect).await?;
@@ -204,10 +206,10 @@ pub async fn handle(c: &mut ClientConn, w: &Worker, snap: &Snapshot) -> Result<N
         }
         c.body_pending = false;
 
-        match read_response_head(&mut up, c, &clock, t.response).await {
+        match read_response_head(&mut up, s, &clock, t.response).await {
             Ok(n) => break n,
             Err(ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_))
-                if up.reused && attempt == 1 && retryable && idempotent(&head[c.req.method.clone()]) =>
+                if up.reused && attempt == 1 && retryable && idempotent(&head[s.req.method.clone()]) =>
             {
                 up = fresh(target, &clock, t.connect).await?;
             }
@@ -217,45 +219,45 @@ pub async fn handle(c: &mut ClientConn, w: &Worker, snap: &Snapshot) -> Result<N
     let mut n = head_len;
 
     // 1xx interim responses: relay to HTTP/1.1 clients, then read the final head.
-    while (100..200).contains(&c.resp.status) && c.resp.status != 101 {
+    while (100..200).contains(&s.resp.status) && s.resp.status != 101 {
         let interim = up.buf.split_to(n).freeze();
-        if c.req.minor == 1 && !(c.resp.status == 100 && sent_continue) {
-            let mut out = std::mem::take(&mut c.iov);
-            forward_response_head(&interim, &c.resp, 1, ConnMode::KeepAlive, false, &mut c.extra, out.bufs_mut());
+        if s.req.minor == 1 && !(s.resp.status == 100 && sent_continue) {
+            let mut out = std::mem::take(&mut s.iov);
+            forward_response_head(&interim, &s.resp, 1, ConnMode::KeepAlive, false, &mut s.extra, out.bufs_mut());
             out.seal();
             let (res, back) = write_iov(&mut c.stream, out, clock.cap(t.idle)?).await;
-            c.iov = back.unwrap_or_default();
-            c.iov.clear();
+            s.iov = back.unwrap_or_default();
+            s.iov.clear();
             res.map_err(client_write)?;
         }
-        n = read_response_head(&mut up, c, &clock, t.response).await?;
+        n = read_response_head(&mut up, s, &clock, t.response).await?;
     }
 
-    if c.resp.status == 101 {
-        if !c.req.upgrade {
+    if s.resp.status == 101 {
+        if !s.req.upgrade {
             return Err(ProxyError::UpstreamResponse(crate::http::response::ResponseError::Malformed(
                 "101 to a request that did not ask to upgrade",
             )));
         }
         let resp_head = up.buf.split_to(n).freeze();
-        let mut out = std::mem::take(&mut c.iov);
-        forward_response_head(&resp_head, &c.resp, 1, ConnMode::Upgrade, false, &mut c.extra, out.bufs_mut());
+        let mut out = std::mem::take(&mut s.iov);
+        forward_response_head(&resp_head, &s.resp, 1, ConnMode::Upgrade, false, &mut s.extra, out.bufs_mut());
         if !up.buf.is_empty() {
             out.bufs_mut().push(up.buf.split().freeze());
         }
         out.seal();
         let (res, back) = write_iov(&mut c.stream, out, clock.cap(t.idle)?).await;
-        c.iov = back.unwrap_or_default();
-        c.iov.clear();
+        s.iov = back.unwrap_or_default();
+        s.iov.clear();
         res.map_err(client_write)?;
         return Ok(Next::Upgrade(up, t.idle));
     }
 
     // Final response.
     let resp_head = up.buf.split_to(n).freeze();
-    let rframing = c.resp.framing;
-    let dechunk = rframing == ResponseFraming::Chunked && c.req.minor == 0;
-    let keep = c.req.keep_alive
+    let rframing = s.resp.framing;
+    let dechunk = rframing == ResponseFraming::Chunked && s.req.minor == 0;
+    let keep = s.req.keep_alive
         && rframing != ResponseFraming::UntilClose
         && !dechunk
         && !shutting_down()
@@ -267,16 +269,16 @@ pub async fn handle(c: &mut ClientConn, w: &Worker, snap: &Snapshot) -> Result<N
         ResponseFraming::Chunked => Some(BodyReader::chunked()),
         ResponseFraming::UntilClose => Some(BodyReader::UntilClose),
     };
-    let mut out = std::mem::take(&mut c.iov);
-    forward_response_head(&resp_head, &c.resp, c.req.minor, mode, dechunk, &mut c.extra, out.bufs_mut());
+    let mut out = std::mem::take(&mut s.iov);
+    forward_response_head(&resp_head, &s.resp, s.req.minor, mode, dechunk, &mut s.extra, out.bufs_mut());
     drop(resp_head);
     if let Some(b) = rbody.as_mut() {
-        take_body(b, &mut up.buf, dechunk, &mut c.ranges, out.bufs_mut()).map_err(ProxyError::UpstreamBody)?;
+        take_body(b, &mut up.buf, dechunk, &mut s.ranges, out.bufs_mut()).map_err(ProxyError::UpstreamBody)?;
     }
     out.seal();
     let (res, back) = write_iov(&mut c.stream, out, clock.cap(t.idle)?).await;
-    c.iov = back.unwrap_or_default();
-    c.iov.clear();
+    s.iov = back.unwrap_or_default();
+    s.iov.clear();
     res.map_err(client_write)?;
 
     let started = |e: ProxyError| ProxyError::AfterResponseStarted(Box::new(e));
@@ -289,18 +291,18 @@ pub async fn handle(c: &mut ClientConn, w: &Worker, snap: &Snapshot) -> Result<N
             ReadOutcome::TimedOut => return Err(started(ProxyError::UpstreamTimeout)),
             ReadOutcome::Err(e) => return Err(started(ProxyError::UpstreamIo(e))),
         }
-        let mut out = std::mem::take(&mut c.iov);
-        take_body(b, &mut up.buf, dechunk, &mut c.ranges, out.bufs_mut())
+        let mut out = std::mem::take(&mut s.iov);
+        take_body(b, &mut up.buf, dechunk, &mut s.ranges, out.bufs_mut())
             .map_err(|e| started(ProxyError::UpstreamBody(e)))?;
         out.seal();
         let (res, back) = write_iov(&mut c.stream, out, clock.cap(t.idle).map_err(started)?).await;
-        c.iov = back.unwrap_or_default();
-        c.iov.clear();
+        s.iov = back.unwrap_or_default();
+        s.iov.clear();
         res.map_err(client_write)?;
     }
 
     // Back to the pool only after an exact, complete exchange.
-    let clean = c.resp.keep_alive && up.buf.is_empty() && rbody.as_ref().is_none_or(BodyReader::is_done);
+    let clean = s.resp.keep_alive && up.buf.is_empty() && rbody.as_ref().is_none_or(BodyReader::is_done);
     if clean {
         w.pool.put(up, group.max_idle_per_target, Instant::now());
     }
@@ -333,16 +335,16 @@ fn take_body(
     Ok(())
 }
 
-/// Read until a full response head is buffered in `up.buf`; returns its length (parsed in `c.resp`).
+/// Read until a full response head is buffered in `up.buf`; returns its length (parsed in `s.resp`).
 async fn read_response_head(
     up: &mut UpstreamConn,
-    c: &mut ClientConn,
+    s: &mut Scratch,
     clock: &Clock,
     response_timeout: Duration,
 ) -> Result<usize, ProxyError> {
     loop {
-        if !up.buf.is_empty() && parse_response(&up.buf, MAX_RESPONSE_HEAD, c.req.is_head, &mut c.resp)? {
-            return Ok(c.resp.len);
+        if !up.buf.is_empty() && parse_response(&up.buf, MAX_RESPONSE_HEAD, s.req.is_head, &mut s.resp)? {
+            return Ok(s.resp.len);
         }
         match read_into(&mut up.stream, &mut up.buf, 4096, clock.cap(response_timeout)?).await {
             ReadOutcome::Data(_) => {}

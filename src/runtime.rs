@@ -57,9 +57,9 @@ fn run(spec: WorkerSpec) {
         }
     };
     if want_uring {
-        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().with_entries(RING_ENTRIES).enable_timer().build() {
-            Ok(mut rt) => {
-                tracing::info!(worker = id, core = ?spec.core, "driver=io_uring");
+        match build_uring() {
+            Ok((mut rt, flags)) => {
+                tracing::info!(worker = id, core = ?spec.core, ring_flags = %flags, "driver=io_uring");
                 rt.block_on(worker_main(spec));
                 return;
             }
@@ -83,6 +83,44 @@ fn run(spec: WorkerSpec) {
             std::process::exit(1);
         }
     }
+}
+
+type UringRuntime = monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>;
+
+/// Build an io_uring runtime. On kernels that have them (5.19+/6.0+), ask for a single-issuer
+/// ring with cooperative task running (no inter-processor interrupt per completion). Older
+/// kernels refuse the flags; then a plain ring. `RINGGATE_URING_FLAGS` picks flags for
+/// measurement: a comma list of `coop`, `single`, `defer` (DEFER_TASKRUN), or `none`.
+fn build_uring() -> std::io::Result<(UringRuntime, String)> {
+    let flags = std::env::var("RINGGATE_URING_FLAGS").unwrap_or_else(|_| "coop,single".to_string());
+    if flags != "none" {
+        let mut b = io_uring::IoUring::builder();
+        for f in flags.split(',') {
+            match f.trim() {
+                "coop" => {
+                    b.setup_coop_taskrun();
+                }
+                "single" => {
+                    b.setup_single_issuer();
+                }
+                "defer" => {
+                    b.setup_defer_taskrun();
+                }
+                _ => {}
+            }
+        }
+        if let Ok(rt) = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .uring_builder(b)
+            .with_entries(RING_ENTRIES)
+            .enable_timer()
+            .build()
+        {
+            return Ok((rt, flags));
+        }
+    }
+    let rt =
+        monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().with_entries(RING_ENTRIES).enable_timer().build()?;
+    Ok((rt, "none".to_string()))
 }
 
 async fn worker_main(spec: WorkerSpec) {

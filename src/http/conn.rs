@@ -6,7 +6,6 @@
 //! responses leave in order.
 
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -15,34 +14,30 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncWriteRent, CancelableAsyncReadRent, Canceller, Splitable};
 use monoio::net::TcpStream;
 
-use crate::core::{shutting_down, CountGuard, Worker};
+use crate::core::{shutting_down, CountGuard, Scratch, Worker};
 use crate::error::ProxyError;
-use crate::http::parse::{parse_request, RequestHead};
-use crate::http::response::ResponseHead;
+use crate::http::parse::parse_request;
 use crate::http::write::canned;
 use crate::net::io::{read_into, write_all, ReadOutcome};
-use crate::net::iov::IoSlices;
 use crate::pipeline::{handle, Next};
 use crate::shared::Snapshot;
 use crate::upstream::pool::UpstreamConn;
 
-/// First read buffer of a connection; grows as a head or body needs.
-const INITIAL_BUF: usize = 2048;
+/// First read buffer of a connection; grows as a head or body needs. Small, because an idle
+/// keep-alive connection keeps it parked in its pending read.
+const INITIAL_BUF: usize = 512;
 
 pub struct ClientConn {
     pub stream: TcpStream,
     pub client_ip: Vec<u8>,
     pub trusted_peer: bool,
     pub rbuf: BytesMut,
-    pub req: RequestHead,
-    pub resp: ResponseHead,
-    pub extra: BytesMut,
-    pub iov: IoSlices,
     pub rid: Vec<u8>,
-    pub ranges: Vec<Range<usize>>,
     pub requests: u64,
     /// The current request's body has not been read to its end.
     pub body_pending: bool,
+    /// The current request asked to keep the connection open.
+    pub keep_alive: bool,
 }
 
 /// Serve a connection until it closes. Panics are caught by the caller (runtime.rs).
@@ -58,14 +53,10 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, w: Rc<Worker>) {
         client_ip: ip.to_string().into_bytes(),
         trusted_peer: snap.is_trusted(ip),
         rbuf: BytesMut::with_capacity(INITIAL_BUF),
-        req: RequestHead::default(),
-        resp: ResponseHead::default(),
-        extra: BytesMut::with_capacity(256),
-        iov: IoSlices::default(),
-        rid: Vec::with_capacity(32),
-        ranges: Vec::new(),
+        rid: Vec::new(),
         requests: 0,
         body_pending: false,
+        keep_alive: false,
     };
     drop(snap);
     loop {
@@ -73,27 +64,35 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, w: Rc<Worker>) {
         let snap = w.snapshot.get();
         c.rid.clear();
         c.body_pending = false;
-        match read_head(&mut c, &snap).await {
-            Ok(true) => {}
-            Ok(false) => return,
+        // Idle wait: nothing of a request is held yet.
+        if c.rbuf.is_empty() && !wait_for_bytes(&mut c, &snap).await {
+            return;
+        }
+        let mut s = w.take_scratch();
+        match read_head(&mut c, &mut s, &snap).await {
+            Ok(()) => {}
             Err(e) => {
-                answer(&mut c, &w, &e).await;
+                Box::pin(answer(&mut c, &w, &e)).await;
                 return;
             }
         }
+        c.keep_alive = s.req.keep_alive;
         let guard = CountGuard::new(&w.in_flight);
-        let res = handle(&mut c, &w, &snap).await;
+        // Boxed: the request path's state (several KiB) lives on the heap only while a request is
+        // in flight, so an idle keep-alive connection costs its small read buffer and this loop.
+        let res = Box::pin(handle(&mut c, &mut s, &w, &snap)).await;
         drop(guard);
+        w.recycle_scratch(s);
         match res {
             Ok(Next::KeepAlive) => {}
             Ok(Next::Close) => return,
             Ok(Next::Upgrade(up, idle)) => {
                 let _guard = CountGuard::new(&w.in_flight);
-                tunnel(c, up, idle).await;
+                Box::pin(tunnel(c, up, idle)).await;
                 return;
             }
             Err(e) => {
-                if !answer(&mut c, &w, &e).await {
+                if !Box::pin(answer(&mut c, &w, &e)).await {
                     return;
                 }
             }
@@ -101,36 +100,34 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, w: Rc<Worker>) {
     }
 }
 
-/// Read until `c.rbuf` starts with a whole request head (parsed into `c.req`).
-/// `Ok(false)`: the client closed or idled out between requests; nothing to answer.
-async fn read_head(c: &mut ClientConn, snap: &Snapshot) -> Result<bool, ProxyError> {
+/// Wait for the first bytes of the next request. False: the client closed, or stayed silent
+/// past the keep-alive timeout (or the header timeout, on a new connection); nothing to answer.
+async fn wait_for_bytes(c: &mut ClientConn, snap: &Snapshot) -> bool {
     let limits = &snap.limits;
     let first = c.requests == 0;
-    let mut deadline: Option<Instant> = None;
+    if shutting_down() && !first {
+        return false;
+    }
+    let wait = if first { limits.header_read_timeout } else { limits.keepalive_timeout };
+    matches!(read_into(&mut c.stream, &mut c.rbuf, 512, wait).await, ReadOutcome::Data(_))
+}
+
+/// Read until `c.rbuf` (already holding some bytes) starts with a whole request head, parsed
+/// into `s.req`, within the header read timeout.
+async fn read_head(c: &mut ClientConn, s: &mut Scratch, snap: &Snapshot) -> Result<(), ProxyError> {
+    let limits = &snap.limits;
+    let deadline = Instant::now() + limits.header_read_timeout;
     loop {
-        if !c.rbuf.is_empty() {
-            if parse_request(&c.rbuf, &limits.head, &mut c.req)? {
-                return Ok(true);
-            }
-            if deadline.is_none() {
-                deadline = Some(Instant::now() + limits.header_read_timeout);
-            }
-        } else if shutting_down() && !first {
-            return Ok(false);
+        if parse_request(&c.rbuf, &limits.head, &mut s.req)? {
+            return Ok(());
         }
-        let wait = match deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()),
-            None if first => limits.header_read_timeout,
-            None => limits.keepalive_timeout,
-        };
+        let wait = deadline.saturating_duration_since(Instant::now());
         if wait.is_zero() {
             return Err(ProxyError::HeadTimeout);
         }
         match read_into(&mut c.stream, &mut c.rbuf, 1024, wait).await {
             ReadOutcome::Data(_) => {}
-            ReadOutcome::Eof if c.rbuf.is_empty() => return Ok(false),
             ReadOutcome::Eof => return Err(ProxyError::ClientIo(std::io::ErrorKind::UnexpectedEof.into())),
-            ReadOutcome::TimedOut if c.rbuf.is_empty() => return Ok(false),
             ReadOutcome::TimedOut => return Err(ProxyError::HeadTimeout),
             ReadOutcome::Err(e) => return Err(ProxyError::ClientIo(e)),
         }
@@ -151,7 +148,7 @@ async fn answer(c: &mut ClientConn, w: &Worker, e: &ProxyError) -> bool {
     if c.rid.is_empty() {
         w.next_request_id(&mut c.rid);
     }
-    let close = a.close || c.body_pending || !c.req.keep_alive || shutting_down();
+    let close = a.close || c.body_pending || !c.keep_alive || shutting_down();
     let body = canned(a.status, a.reason, &c.rid, close, "");
     let ok = write_all(&mut c.stream, body, Duration::from_secs(5)).await.is_ok();
     ok && !close
@@ -216,4 +213,31 @@ async fn pump<R: CancelableAsyncReadRent, W: AsyncWriteRent>(
         }
     }
     let _ = wr.shutdown().await;
+}
+
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn future_sizes() {
+        fn size<F: std::future::Future>(_: &F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().expect("rt");
+        rt.block_on(async {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = l.local_addr().expect("addr");
+            let s = monoio::net::TcpStream::connect_addr(addr).await.expect("connect");
+            let shared = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(crate::shared::Snapshot::build(
+                &crate::config::load_str(crate::config::DEFAULT_CONFIG, "d").expect("cfg"),
+                None,
+            )));
+            let w = std::rc::Rc::new(crate::core::Worker::new(0, shared));
+            let sl = monoio::time::sleep(std::time::Duration::from_secs(1));
+            eprintln!("sleep: {} bytes", size(&sl));
+            eprintln!("ClientConn: {} bytes", std::mem::size_of::<super::ClientConn>());
+            eprintln!("Scratch: {} bytes", std::mem::size_of::<crate::core::Scratch>());
+            let f = super::serve(s, addr, w);
+            eprintln!("serve future: {} bytes", size(&f));
+        });
+    }
 }
