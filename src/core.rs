@@ -78,6 +78,9 @@ const SCRATCH_POOL_MAX: usize = 4096;
 
 pub struct Worker {
     pub id: usize,
+    // Boxed on purpose: a connection holds a scratch across awaits, and a pointer keeps every
+    // idle connection's future 400 bytes smaller than holding it by value.
+    #[allow(clippy::vec_box)]
     scratch: RefCell<Vec<Box<Scratch>>>,
     pub snapshot: LocalSnapshot,
     pub pool: Pool,
