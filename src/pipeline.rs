@@ -110,7 +110,9 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
 
     // Route.
     let host = s.req.host.as_ref().map(|r| &head[r.clone()]);
-    let route = snap.route(host, &head[s.req.path.clone()]).ok_or(ProxyError::NoRoute)?;
+    let path = &head[s.req.path.clone()];
+    let path: &[u8] = if path.first() == Some(&b'/') { path } else { b"/" };
+    let route = snap.route(host, path).ok_or(ProxyError::NoRoute)?;
     let max_body = route.max_body_bytes;
     if let BodyFraming::Length(n) = framing {
         if max_body > 0 && n > max_body {

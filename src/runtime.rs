@@ -17,7 +17,7 @@ use monoio::io::{CancelHandle, Canceller};
 use monoio::net::TcpListener;
 
 use crate::config::DriverChoice;
-use crate::core::{shutting_down, CountGuard, Worker, STATS};
+use crate::core::{shutting_down, Worker, STATS};
 use crate::shared::Snapshot;
 
 pub struct WorkerSpec {
@@ -195,9 +195,11 @@ async fn accept_loop(l: TcpListener, w: Rc<Worker>, cancel: CancelHandle, max_co
                 if shutting_down() {
                     return; // accepted in the race with the cancel: dropping it closes it
                 }
+                // Counted here, before the task first runs, so the cap holds for a burst of accepts.
+                let slot = ConnSlot::new(w.clone());
                 let w = w.clone();
                 monoio::spawn(async move {
-                    let _conn = CountGuard::new(&w.connections);
+                    let _slot = slot;
                     let served =
                         AssertUnwindSafe(crate::http::conn::serve(stream, peer, w.clone())).catch_unwind().await;
                     if let Err(p) = served {
@@ -225,5 +227,21 @@ async fn accept_loop(l: TcpListener, w: Rc<Worker>, cancel: CancelHandle, max_co
                 }
             }
         }
+    }
+}
+
+/// One open connection in the worker's count, released when the connection task ends or unwinds.
+struct ConnSlot(Rc<Worker>);
+
+impl ConnSlot {
+    fn new(w: Rc<Worker>) -> Self {
+        w.connections.set(w.connections.get() + 1);
+        ConnSlot(w)
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.connections.set(self.0.connections.get() - 1);
     }
 }

@@ -74,10 +74,15 @@ pub fn forward_request_head(
     out: &mut Vec<Bytes>,
 ) {
     // Request line: unchanged when it is already origin-form HTTP/1.1.
+    // The request line starts at the method: empty lines before it (RFC 9112 §2.2) are dropped.
     let open = if req.minor == 1 && req.path == req.target {
-        0..req.request_line_end
+        req.method.start..req.request_line_end
     } else {
         out.push(head.slice(req.method.start..req.method.end + 1));
+        // RFC 9112 §3.2.1: an absolute-form target with an empty path is sent as "/".
+        if head.get(req.path.start) != Some(&b'/') && head.get(req.path.start) != Some(&b'*') {
+            out.push(Bytes::from_static(b"/"));
+        }
         out.push(head.slice(req.path.clone()));
         out.push(Bytes::from_static(HTTP11_CRLF));
         req.request_line_end..req.request_line_end

@@ -1,0 +1,15 @@
+"""ringbench: small reusable pieces of ringgate's load-test harness.
+
+Modules:
+  procs    - start/stop pinned processes, bounded runs, cleanup on exit/signals
+  procfs   - CPU time and memory of a process (tree) from /proc
+  configs  - nginx / haproxy / ringgate config rendering
+  servers  - the servers under test (upstream nginx, proxies, ringgate)
+  loadgen  - wrk and oha runners and output parsing
+  memory   - many idle keep-alive connections (memory scenario)
+  stats    - median / min / max summaries and formatting
+  install  - install missing tools, build ringgate
+  sysinfo  - kernel, CPU model, tool versions
+  report   - Markdown / JSON report
+  suite    - the benchmark itself (rounds over targets)
+"""

@@ -1,0 +1,164 @@
+"""Config rendering for the servers under test.
+
+Everything listens on 127.0.0.1 only. nginx configs are self-contained under
+their own prefix dir (pid, logs, temp paths), so nothing touches /etc/nginx,
+/var/log/nginx or a system nginx.
+"""
+from __future__ import annotations
+
+import resource
+from pathlib import Path
+from typing import Optional
+
+# "Never close" keep-alive for the fixed upstream and the client side of the proxies.
+HUGE_REQUESTS = 1_000_000_000
+LONG_TIMEOUT_S = 3600
+
+
+def nofile_limit() -> int:
+    """The hard RLIMIT_NOFILE this process (and so its children) can have."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+def _nginx_common(prefix: Path, worker_connections: int) -> str:
+    p = Path(prefix)
+    nofile = nofile_limit()
+    worker_connections = min(worker_connections, nofile - 100)
+    return f"""\
+worker_processes 1;
+worker_rlimit_nofile {nofile};
+pid {p}/nginx.pid;
+error_log {p}/logs/error.log warn;
+events {{
+    worker_connections {worker_connections};
+}}
+"""
+
+
+def _nginx_http_common(prefix: Path) -> str:
+    p = Path(prefix)
+    return f"""\
+    access_log off;
+    client_body_temp_path {p}/tmp/client_body;
+    proxy_temp_path {p}/tmp/proxy;
+    fastcgi_temp_path {p}/tmp/fastcgi;
+    uwsgi_temp_path {p}/tmp/uwsgi;
+    scgi_temp_path {p}/tmp/scgi;
+    keepalive_requests {HUGE_REQUESTS};
+    keepalive_timeout {LONG_TIMEOUT_S}s;
+"""
+
+
+def nginx_upstream(prefix: Path, port: int, body: str = "ok", worker_connections: int = 32768) -> str:
+    """The fixed upstream: answers every request 200 with a tiny body, keep-alive never closed."""
+    return _nginx_common(prefix, worker_connections) + f"""\
+http {{
+{_nginx_http_common(prefix)}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            default_type text/plain;
+            return 200 "{body}";
+        }}
+    }}
+}}
+"""
+
+
+def nginx_proxy(prefix: Path, port: int, upstream_port: int, upstream_keepalive: int = 64,
+                worker_connections: int = 32768) -> str:
+    """nginx as a reverse proxy with a keep-alive upstream pool (the usual tuned setup)."""
+    return _nginx_common(prefix, worker_connections) + f"""\
+http {{
+{_nginx_http_common(prefix)}
+    upstream backend {{
+        server 127.0.0.1:{upstream_port};
+        keepalive {upstream_keepalive};
+        keepalive_requests {HUGE_REQUESTS};
+        keepalive_timeout {LONG_TIMEOUT_S}s;
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+def haproxy(port: int, upstream_port: int, pidfile: Path, maxconn: int = 12000) -> str:
+    """HAProxy, one thread, server-side connection reuse always."""
+    return f"""\
+global
+    nbthread 1
+    maxconn {maxconn}
+    # the fd limit may not be raisable here (no CAP_SYS_RESOURCE): warn instead of refusing to start;
+    # idle client connections need one fd each, so 10k idle ones still fit a 20k limit
+    no strict-limits
+    pidfile {pidfile}
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 2s
+    timeout client {LONG_TIMEOUT_S}s
+    timeout server 30s
+    timeout http-keep-alive {LONG_TIMEOUT_S}s
+
+frontend fe
+    bind 127.0.0.1:{port}
+    default_backend be
+
+backend be
+    server up 127.0.0.1:{upstream_port}
+"""
+
+
+def ringgate_toml(port: int, upstream_port: int, workers: int = 1, driver: Optional[str] = None,
+                  max_idle_per_target: int = 64, bare: bool = False,
+                  keepalive_timeout: str = f"{LONG_TIMEOUT_S}s") -> str:
+    """ringgate config (see docs/config.md): one listener, one upstream, route prefix "/".
+
+    bare=True switches off X-Forwarded-* and X-Request-Id, which nginx/haproxy
+    as configured here do not add either.
+    """
+    lines = [f"workers = {workers}"]
+    if driver:
+        lines.append(f'driver = "{driver}"')
+    lines += [
+        "",
+        "[[listeners]]",
+        f'address = "127.0.0.1:{port}"',
+        "backlog = 4096",
+        "",
+        "[limits]",
+        f'keepalive_timeout = "{keepalive_timeout}"',
+        f"max_requests_per_connection = {HUGE_REQUESTS}",
+        "",
+    ]
+    if bare:
+        lines += [
+            "[forwarding]",
+            "x_forwarded_for = false",
+            "x_forwarded_proto = false",
+            "x_forwarded_host = false",
+            "request_id = false",
+            "",
+        ]
+    lines += [
+        "[[upstreams]]",
+        'name = "bench"',
+        f'targets = ["127.0.0.1:{upstream_port}"]',
+        f"max_idle_per_target = {max_idle_per_target}",
+        f'idle_timeout = "{LONG_TIMEOUT_S}s"',
+        "",
+        "[[routes]]",
+        'prefix = "/"',
+        'upstream = "bench"',
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,139 @@
+"""Markdown and JSON output."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .stats import fmt_summary
+
+
+
+def _ms(s, signed=False):
+    return fmt_summary(s, digits=3, signed=signed)
+
+
+def markdown(result: dict) -> str:
+    meta = result.get("meta", {})
+    opts = result.get("options", {})
+    summ = result.get("summary", {})
+    targets = opts.get("targets", [])
+    rates = [str(r) for r in opts.get("rates", [])]
+    dur = opts.get("duration_s")
+    dur_txt = f"{dur:g}s" if isinstance(dur, (int, float)) else str(dur)
+    L: list[str] = []
+    L.append(f"# ringgate load test — {meta.get('date', '?')}")
+    L.append("")
+    L.append(f"- command: `{meta.get('command', '?')}`")
+    L.append(f"- machine: {meta.get('cpu_model', '?')}, {meta.get('cpus', '?')} CPUs, "
+             f"kernel {meta.get('kernel', '?')}")
+    L.append(f"- ringgate: {meta.get('git', '?')}" + (" (bare: no X-Forwarded-*/X-Request-Id)"
+                                                      if opts.get("ringgate_bare") else ""))
+    tools = meta.get("tools", {})
+    if tools:
+        L.append("- tools: " + "; ".join(f"{k}: {v}" for k, v in tools.items()))
+    L.append(f"- layout: upstream nginx (1 worker, `return 200 \"ok\"`) on CPU {opts.get('cpu_upstream')}, "
+             f"proxy (1 worker) on CPU {opts.get('cpu_proxy')}, load generator on CPU {opts.get('cpu_loadgen')}")
+    L.append(f"- {opts.get('rounds')} round(s), targets alternating; {dur_txt} per run; "
+             "figures are median (min–max) over rounds")
+    L.append("")
+
+    sat = summ.get("saturation", {})
+    if sat:
+        L.append(f"## Saturation (wrk -t{opts.get('wrk_threads')} -c{opts.get('wrk_connections')} "
+                 f"-d{dur_txt})")
+        L.append("")
+        L.append("| target | req/s | proxy CPU µs/req | proxy CPU % of one core | "
+                 f"CPU {opts.get('cpu_proxy')} busy µs/req | upstream CPU µs/req |")
+        L.append("|---|---|---|---|---|---|")
+        for t in targets:
+            s = sat.get(t, {})
+            L.append(f"| {t} | {fmt_summary(s.get('rps'))} | {fmt_summary(s.get('proxy_cpu_us_per_req'), 1)} "
+                     f"| {fmt_summary(s.get('proxy_cpu_pct'))} | "
+                     f"{fmt_summary(s.get('cpu_proxy_busy_us_per_req'), 1)} | "
+                     f"{fmt_summary(s.get('upstream_cpu_us_per_req'), 1)} |")
+        L.append("")
+        L.append("Proxy CPU = utime+stime of the proxy's processes (all threads) / requests wrk completed.")
+        L.append("")
+
+    lat = summ.get("latency", {})
+    if lat and rates:
+        L.append(f"## Latency at fixed rates (oha -q RATE --latency-correction -c {opts.get('oha_connections')} "
+                 f"-z {dur_txt}), ms")
+        L.append("")
+        head = "| target |" + "".join(f" p50 @{r}/s | p99 @{r}/s |" for r in rates)
+        L.append(head)
+        L.append("|---|" + "---|---|" * len(rates))
+        for t in targets:
+            row = f"| {t} |"
+            for r in rates:
+                s = lat.get(r, {}).get(t, {})
+                row += f" {_ms(s.get('p50_ms'))} | {_ms(s.get('p99_ms'))} |"
+            L.append(row)
+        L.append("")
+        L.append("| target |" + "".join(f" achieved @{r}/s | proxy CPU µs/req @{r}/s |" for r in rates))
+        L.append("|---|" + "---|---|" * len(rates))
+        for t in targets:
+            row = f"| {t} |"
+            for r in rates:
+                s = lat.get(r, {}).get(t, {})
+                row += f" {fmt_summary(s.get('achieved_rps'))} | {fmt_summary(s.get('proxy_cpu_us_per_req'), 1)} |"
+            L.append(row)
+        L.append("")
+
+    added = summ.get("added", {})
+    proxies = [t for t in targets if t != "direct"]
+    if added and proxies and "direct" in targets:
+        L.append("## Gateway-added latency (proxy − direct, paired per round), ms")
+        L.append("")
+        L.append("| target |" + "".join(f" +p50 @{r}/s | +p99 @{r}/s |" for r in rates))
+        L.append("|---|" + "---|---|" * len(rates))
+        for t in proxies:
+            row = f"| {t} |"
+            for r in rates:
+                s = added.get(r, {}).get(t, {})
+                row += f" {_ms(s.get('p50_ms'), True)} | {_ms(s.get('p99_ms'), True)} |"
+            L.append(row)
+        L.append("")
+
+    mem = result.get("memory", {})
+    if mem:
+        n = next(iter(mem.values())).get("connections_asked")
+        L.append(f"## Memory with {n:,} idle keep-alive connections (target: ringgate ≤ 64 MiB RSS)")
+        L.append("")
+        L.append("| target | RSS before | RSS with connections | per connection | open ok / failed | "
+                 "still open after 1 s | fds |")
+        L.append("|---|---|---|---|---|---|---|")
+        for t, m in mem.items():
+            per = m.get("per_conn_bytes")
+            verdict = ""
+            if t.startswith("ringgate"):
+                verdict = " ✅" if m["rss_kib"] / 1024 <= 64 else " ❌"
+            L.append(f"| {t} | {m['rss_before_kib'] / 1024:.1f} MiB | {m['rss_kib'] / 1024:.1f} MiB{verdict} | "
+                     f"{(f'{per / 1024:.1f} KiB' if per is not None else '–')} | "
+                     f"{m['connections_ok']:,} / {m['connections_failed']:,} | {m['still_open']:,} | "
+                     f"{m.get('fds', '–')} |")
+        L.append("")
+        L.append("RSS is VmRSS from /proc/PID/status (nginx/haproxy: summed over master and workers).")
+        L.append("")
+
+    warnings = result.get("warnings", [])
+    L.append("## Warnings")
+    L.append("")
+    if warnings:
+        for w in warnings:
+            first, _, rest = w.partition("\n")
+            L.append(f"- {first}")
+    else:
+        L.append("- none")
+    L.append("")
+    return "\n".join(L)
+
+
+def write(result: dict, out_dir: Path, stem: str = "latest") -> tuple[Path, Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md_path = out_dir / f"{stem}.md"
+    json_path = out_dir / f"{stem}.json"
+    md_path.write_text(markdown(result))
+    json_path.write_text(json.dumps(result, indent=2, sort_keys=False, default=str) + "\n")
+    return md_path, json_path

@@ -1,0 +1,179 @@
+"""Servers under test: the fixed nginx upstream, nginx/haproxy proxies, ringgate.
+
+Each server owns a Proc (pinned with taskset), knows its port, and exposes the
+pids whose CPU time counts as "the proxy's" (`cpu_pids`) and the pid whose RSS
+is reported (`pid`).
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional
+
+from . import configs, procfs
+from .procs import Proc, wait_http_ok
+
+HOST = "127.0.0.1"
+EXPECT_BODY = b"ok"
+
+
+class Server:
+    name: str
+    port: int
+    proc: Optional[Proc] = None
+
+    def start(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.alive()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def cpu_pids(self) -> list[int]:
+        """The process tree (master + workers for nginx)."""
+        return procfs.tree(self.pid)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}/"
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        wait_http_ok(HOST, self.port, timeout, proc=self.proc, expect_body=EXPECT_BODY)
+
+
+class NginxServer(Server):
+    """nginx in the foreground (daemon off) under its own prefix dir."""
+
+    def __init__(self, name: str, conf_text_fn, port: int, work_dir: Path, cpu: Optional[int],
+                 nginx_bin: str = "nginx"):
+        self.name = name
+        self.port = port
+        self.cpu = cpu
+        self.nginx_bin = nginx_bin
+        self.prefix = Path(work_dir) / name
+        for sub in ("logs", "tmp"):
+            (self.prefix / sub).mkdir(parents=True, exist_ok=True)
+        self.conf_path = self.prefix / "nginx.conf"
+        self.conf_path.write_text(conf_text_fn(self.prefix))
+
+    def start(self) -> None:
+        cmd = [self.nginx_bin, "-p", str(self.prefix), "-c", str(self.conf_path),
+               "-e", str(self.prefix / "logs" / "error.log"), "-g", "daemon off;"]
+        self.proc = Proc(self.name, cmd, self.cpu, self.prefix / "logs")
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        try:
+            super().wait_ready(timeout)
+        except RuntimeError as e:
+            err = self.prefix / "logs" / "error.log"
+            tail = err.read_text()[-2000:] if err.exists() else ""
+            raise RuntimeError(f"{e}\n--- {err} ---\n{tail}") from None
+
+
+class HaproxyServer(Server):
+    def __init__(self, name: str, port: int, upstream_port: int, work_dir: Path, cpu: Optional[int],
+                 haproxy_bin: str = "haproxy"):
+        self.name = name
+        self.port = port
+        self.cpu = cpu
+        self.haproxy_bin = haproxy_bin
+        self.dir = Path(work_dir) / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.conf_path = self.dir / "haproxy.cfg"
+        self.conf_path.write_text(configs.haproxy(port, upstream_port, self.dir / "haproxy.pid"))
+
+    def start(self) -> None:
+        cmd = [self.haproxy_bin, "-db", "-f", str(self.conf_path)]
+        self.proc = Proc(self.name, cmd, self.cpu, self.dir)
+        self.wait_ready()
+
+
+BANNER_RE = re.compile(r"listening on http://([0-9.]+|\[[0-9a-fA-F:]+\]):(\d+)")
+
+
+class RinggateServer(Server):
+    """`ringgate run --config FILE --driver DRIVER`, ready when its banner shows and it answers 200."""
+
+    def __init__(self, name: str, binary: Path, driver: str, port: int, upstream_port: int,
+                 work_dir: Path, cpu: Optional[int], workers: int = 1, bare: bool = False):
+        self.name = name
+        self.binary = Path(binary)
+        self.driver = driver
+        self.port = port
+        self.cpu = cpu
+        self.dir = Path(work_dir) / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.conf_path = self.dir / "ringgate.toml"
+        self.conf_path.write_text(configs.ringgate_toml(port, upstream_port, workers=workers,
+                                                        driver=driver, bare=bare))
+        self.banner: Optional[str] = None
+
+    def start(self) -> None:
+        chk = subprocess.run([str(self.binary), "check", str(self.conf_path)], capture_output=True,
+                             text=True, timeout=30)
+        if chk.returncode != 0:
+            raise RuntimeError(f"ringgate check {self.conf_path} failed:\n{chk.stdout}{chk.stderr}")
+        cmd = [str(self.binary), "run", "--config", str(self.conf_path), "--driver", self.driver]
+        # no per-request logging on the hot path (nginx/haproxy run with access logs off too)
+        env = dict(os.environ, RINGGATE_LOG=os.environ.get("RINGGATE_LOG", "warn"))
+        self.proc = Proc(self.name, cmd, self.cpu, self.dir, env=env)
+        self._wait_banner(timeout=15.0)
+        self.wait_ready()
+
+    def _wait_banner(self, timeout: float) -> None:
+        """Read the banner from stdout; warn-free if it never shows (the HTTP check decides)."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                text = self.proc.stdout_path.read_text(errors="replace")
+            except OSError:
+                text = ""
+            m = BANNER_RE.search(text)
+            if m:
+                self.banner = m.group(0)
+                port = int(m.group(2))
+                if port != self.port:
+                    self.port = port  # trust what it says it listens on
+                return
+            if not self.proc.alive():
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode()} at startup\n"
+                                   + self.proc.output_tail())
+            time.sleep(0.05)
+
+
+class DirectTarget(Server):
+    """The upstream itself, measured without a proxy: no proxy CPU."""
+
+    def __init__(self, upstream: Server):
+        self.name = "direct"
+        self.upstream = upstream
+        self.port = upstream.port
+
+    @property
+    def proc(self):  # type: ignore[override]
+        return self.upstream.proc
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass  # the upstream is stopped on its own
+
+    def alive(self) -> bool:
+        return self.upstream.alive()
+
+    def cpu_pids(self) -> list[int]:
+        return []

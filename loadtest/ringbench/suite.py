@@ -1,0 +1,351 @@
+"""The benchmark: start upstream and targets, run alternating rounds, summarize.
+
+Layout of the machine (defaults, 2 CPUs):
+  CPU 0: upstream nginx + load generator (wrk / oha) + this harness
+  CPU 1: the proxy under test (ringgate, nginx, haproxy), one worker
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from . import configs, loadgen, procfs, stats
+from .memory import IdleConnections
+from .servers import HOST, DirectTarget, HaproxyServer, NginxServer, RinggateServer, Server
+
+ALL_TARGETS = ["direct", "ringgate-uring", "ringgate-epoll", "nginx-proxy", "haproxy"]
+DEFAULT_TARGETS = ["direct", "ringgate-uring", "ringgate-epoll", "nginx-proxy"]
+DIRECT_P99_WARN_MS = 1.0      # direct p99 above this at a fixed rate → warning
+RATE_SHORTFALL = 0.95          # achieved < 95% of the asked rate → warning
+RSS_TARGET_MIB = 64.0
+
+
+@dataclass
+class Options:
+    repo: Path
+    work_dir: Path
+    targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
+    rounds: int = 3
+    duration_s: float = 10.0
+    rates: list[int] = field(default_factory=lambda: [2000, 5000])
+    wrk_connections: int = 64
+    wrk_threads: int = 1
+    oha_connections: int = 50
+    cpu_upstream: Optional[int] = 0
+    cpu_proxy: Optional[int] = 1
+    cpu_loadgen: Optional[int] = 0
+    memory_connections: int = 10000   # 0 = skip the memory scenario
+    memory_targets: Optional[list[str]] = None  # None = every proxy target
+    ringgate_bin: Optional[Path] = None
+    ringgate_bare: bool = False
+    settle_s: float = 1.0
+    warmup_s: float = 2.0
+
+
+class Suite:
+    def __init__(self, opts: Options, log: Callable[[str], None] = print):
+        self.o = opts
+        self.log = log
+        self.servers: dict[str, Server] = {}
+        self.upstream: Optional[NginxServer] = None
+        self.warnings: list[str] = []
+        self.result: dict = {"rounds": [], "memory": {}, "warnings": self.warnings,
+                             "options": {k: (str(v) if isinstance(v, Path) else v)
+                                         for k, v in asdict(opts).items()}}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        o = self.o
+        o.work_dir.mkdir(parents=True, exist_ok=True)
+        up_port = _free_port()
+        self.upstream = NginxServer("upstream", lambda prefix: configs.nginx_upstream(prefix, up_port),
+                                    up_port, o.work_dir, o.cpu_upstream)
+        self.log(f"starting upstream nginx on 127.0.0.1:{up_port} (CPU {o.cpu_upstream})")
+        self.upstream.start()
+        for name in o.targets:
+            srv = self._make(name, up_port)
+            self.log(f"starting {name} (CPU {o.cpu_proxy if name != 'direct' else o.cpu_upstream})")
+            srv.start()
+            self.log(f"  {name}: {srv.url} pid {srv.pid}"
+                     + (f" [{srv.banner}]" if getattr(srv, "banner", None) else ""))
+            self.servers[name] = srv
+
+    def _make(self, name: str, up_port: int) -> Server:
+        o = self.o
+        assert self.upstream is not None
+        if name == "direct":
+            return DirectTarget(self.upstream)
+        if name == "nginx-proxy":
+            port = _free_port()
+            return NginxServer(name, lambda prefix: configs.nginx_proxy(prefix, port, up_port), port,
+                               o.work_dir, o.cpu_proxy)
+        if name == "haproxy":
+            return HaproxyServer(name, _free_port(), up_port, o.work_dir, o.cpu_proxy)
+        if name.startswith("ringgate-"):
+            driver = name.split("-", 1)[1]
+            if o.ringgate_bin is None:
+                raise RuntimeError("ringgate target selected but no ringgate binary")
+            return RinggateServer(name, o.ringgate_bin, driver, _free_port(), up_port, o.work_dir,
+                                  o.cpu_proxy, workers=1, bare=o.ringgate_bare)
+        raise ValueError(f"unknown target {name!r} (known: {', '.join(ALL_TARGETS)})")
+
+    def stop(self) -> None:
+        for srv in reversed(list(self.servers.values())):
+            srv.stop()
+        if self.upstream is not None:
+            self.upstream.stop()
+
+    def _ensure_alive(self, name: str) -> bool:
+        srv = self.servers[name]
+        if srv.alive():
+            return True
+        rc = srv.proc.returncode() if srv.proc else None
+        msg = f"{name} had exited (rc {rc}); restarting it"
+        self.warnings.append(msg)
+        self.log("WARNING: " + msg + "\n" + (srv.proc.output_tail() if srv.proc else ""))
+        if name == "direct":
+            return False
+        try:
+            srv.start()
+            return True
+        except Exception as e:  # noqa: BLE001
+            self.warnings.append(f"{name} restart failed: {e}")
+            return False
+
+    # ------------------------------------------------------------------ measurement
+
+    def _measured(self, name: str, run: Callable[[], dict], served_key: str) -> dict:
+        """Run a load generator against target `name`, adding CPU figures of proxy/upstream/CPU 1."""
+        if not self._ensure_alive(name):
+            return {"error": f"{name} not running"}
+        srv = self.servers[name]
+        assert self.upstream is not None
+        proxy_pids = srv.cpu_pids()
+        up_pids = self.upstream.cpu_pids()
+        p0 = procfs.tree_cpu_seconds(proxy_pids)
+        u0 = procfs.tree_cpu_seconds(up_pids)
+        c0 = procfs.cpu_busy_seconds(self.o.cpu_proxy) if self.o.cpu_proxy is not None else None
+        t0 = time.monotonic()
+        try:
+            res = run()
+        except Exception as e:  # noqa: BLE001 - record and go on with the next slot
+            self.log(f"  ERROR {name}: {e}")
+            return {"error": str(e)}
+        wall = time.monotonic() - t0
+        p1 = procfs.tree_cpu_seconds(proxy_pids)
+        u1 = procfs.tree_cpu_seconds(up_pids)
+        c1 = procfs.cpu_busy_seconds(self.o.cpu_proxy) if self.o.cpu_proxy is not None else None
+        served = res.get(served_key) or 0
+        res["wall_s"] = wall
+        res["upstream_cpu_s"] = u1 - u0
+        res["upstream_cpu_us_per_req"] = (u1 - u0) / served * 1e6 if served else None
+        if proxy_pids:
+            res["proxy_cpu_s"] = p1 - p0
+            res["proxy_cpu_us_per_req"] = (p1 - p0) / served * 1e6 if served else None
+            res["proxy_cpu_pct"] = (p1 - p0) / wall * 100 if wall > 0 else None
+            if c0 is not None and c1 is not None:
+                res["cpu_proxy_busy_us_per_req"] = (c1 - c0) / served * 1e6 if served else None
+        if not srv.alive():
+            res["error"] = f"{name} died during the run"
+            self.warnings.append(f"{name} died during a run\n{srv.proc.output_tail() if srv.proc else ''}")
+        return res
+
+    def saturation(self, name: str, duration_s: float) -> dict:
+        o = self.o
+        srv = self.servers[name]
+        res = self._measured(name, lambda: loadgen.run_wrk(srv.url, duration_s, o.wrk_connections,
+                                                           o.wrk_threads, o.cpu_loadgen), "requests")
+        if res.get("errors"):
+            self.warnings.append(f"{name} saturation: {res['errors']} errors "
+                                 f"(socket {res.get('socket_errors')}, non-2xx {res.get('non_2xx')})")
+        return res
+
+    def latency(self, name: str, rate: int, duration_s: float) -> dict:
+        o = self.o
+        srv = self.servers[name]
+        res = self._measured(name, lambda: loadgen.run_oha(srv.url, rate, duration_s, o.oha_connections,
+                                                           o.cpu_loadgen), "responses")
+        if res.get("real_errors"):
+            self.warnings.append(f"{name} @{rate}/s: {res['real_errors']} failed requests "
+                                 f"(codes {res.get('status_codes')}, errors {res.get('errors')})")
+        return res
+
+    def warmup(self) -> None:
+        if self.o.warmup_s <= 0:
+            return
+        for name in self.o.targets:
+            self.log(f"warm-up {name} ({self.o.warmup_s:g}s)")
+            self.saturation(name, self.o.warmup_s)
+
+    def run_rounds(self) -> None:
+        o = self.o
+        n = len(o.targets)
+        for r in range(o.rounds):
+            order = o.targets[r % n:] + o.targets[:r % n]
+            rnd: dict = {"round": r + 1, "order": order, "saturation": {}, "latency": {}}
+            self.log(f"round {r + 1}/{o.rounds}: order {', '.join(order)}")
+            for name in order:
+                time.sleep(o.settle_s)
+                res = self.saturation(name, o.duration_s)
+                rnd["saturation"][name] = res
+                self.log(f"  wrk {name:15s} {_brief_wrk(res)}")
+            for rate in o.rates:
+                rnd["latency"][str(rate)] = {}
+                for name in order:
+                    time.sleep(o.settle_s)
+                    res = self.latency(name, rate, o.duration_s)
+                    rnd["latency"][str(rate)][name] = res
+                    self.log(f"  oha {name:15s} @{rate}/s {_brief_oha(res)}")
+            self.result["rounds"].append(rnd)
+
+    def memory(self) -> None:
+        o = self.o
+        if o.memory_connections <= 0:
+            return
+        names = o.memory_targets if o.memory_targets is not None else [t for t in o.targets if t != "direct"]
+        for name in names:
+            if name not in self.servers or not self._ensure_alive(name):
+                continue
+            srv = self.servers[name]
+            time.sleep(o.settle_s)
+            pid = srv.pid
+            # nginx: master + worker; RSS is summed over the tree (ringgate is one process)
+            pids = srv.cpu_pids() or [pid]
+            rss0 = sum(procfs.rss_kib(p) or 0 for p in pids)
+            self.log(f"memory {name}: opening {o.memory_connections} idle keep-alive connections")
+            conns = IdleConnections(HOST, srv.port, o.memory_connections).open()
+            try:
+                time.sleep(1.0)
+                rss1 = sum(procfs.rss_kib(p) or 0 for p in pids)
+                res = {
+                    "connections_asked": o.memory_connections,
+                    "connections_ok": conns.ok,
+                    "connections_failed": conns.failed,
+                    "errors": conns.errors,
+                    "open_seconds": conns.open_seconds,
+                    "still_open": conns.still_open(),
+                    "rss_before_kib": rss0,
+                    "rss_kib": rss1,
+                    "hwm_kib": procfs.hwm_kib(pid),
+                    "processes": len(pids),
+                    "threads": procfs.threads(pid),
+                    "fds": sum(procfs.fd_count(p) or 0 for p in pids),
+                }
+                res["per_conn_bytes"] = (rss1 - rss0) * 1024 / conns.ok if conns.ok else None
+                res["alive_after"] = srv.alive()
+            finally:
+                conns.close()
+            self.result["memory"][name] = res
+            self.log(f"  {name}: RSS {res['rss_kib'] / 1024:.1f} MiB with {conns.ok} open "
+                     f"({conns.failed} failed, {res['still_open']} still open)")
+            if conns.failed:
+                self.warnings.append(f"memory {name}: {conns.failed} of {o.memory_connections} "
+                                     f"connections failed: {conns.errors}")
+            if name.startswith("ringgate") and res["rss_kib"] / 1024 > RSS_TARGET_MIB:
+                self.warnings.append(f"memory {name}: RSS {res['rss_kib'] / 1024:.1f} MiB "
+                                     f"> target {RSS_TARGET_MIB:g} MiB")
+
+    # ------------------------------------------------------------------ summary
+
+    def summarize(self) -> dict:
+        o = self.o
+        rounds = self.result["rounds"]
+        summ: dict = {"saturation": {}, "latency": {}, "added": {}}
+        for name in o.targets:
+            sat = [r["saturation"].get(name, {}) for r in rounds]
+            summ["saturation"][name] = {
+                k: stats.summarize(x.get(k) for x in sat if "error" not in x)
+                for k in ("rps", "proxy_cpu_us_per_req", "proxy_cpu_pct", "cpu_proxy_busy_us_per_req",
+                          "upstream_cpu_us_per_req")
+            }
+        for rate in o.rates:
+            key = str(rate)
+            summ["latency"][key] = {}
+            summ["added"][key] = {}
+            direct = [r["latency"].get(key, {}).get("direct", {}) for r in rounds]
+            for name in o.targets:
+                lat = [r["latency"].get(key, {}).get(name, {}) for r in rounds]
+                ok = [x for x in lat if "error" not in x]
+                summ["latency"][key][name] = {
+                    k: stats.summarize(x.get(k) for x in ok)
+                    for k in ("p50_ms", "p99_ms", "achieved_rps", "proxy_cpu_us_per_req")
+                }
+                if name != "direct" and "direct" in o.targets:
+                    def pick(lst, k):
+                        return [x.get(k) if "error" not in x else None for x in lst]
+                    summ["added"][key][name] = {
+                        k: stats.summarize(stats.paired_differences(pick(lat, k), pick(direct, k)))
+                        for k in ("p50_ms", "p99_ms")
+                    }
+            # direct must keep up with the asked rate at a low p99, else the machine is the bottleneck
+            for r in rounds:
+                d = r["latency"].get(key, {}).get("direct")
+                if not d or "error" in d:
+                    continue
+                if d.get("achieved_rps") and d["achieved_rps"] < RATE_SHORTFALL * rate:
+                    self.warnings.append(f"direct round {r['round']} @{rate}/s achieved only "
+                                         f"{d['achieved_rps']:.0f}/s")
+                if d.get("p99_ms") is not None and d["p99_ms"] > DIRECT_P99_WARN_MS:
+                    self.warnings.append(f"direct round {r['round']} @{rate}/s p99 {d['p99_ms']:.3f} ms "
+                                         f"> {DIRECT_P99_WARN_MS} ms: figures at this rate are noisy")
+            for name in o.targets:
+                for r in rounds:
+                    x = r["latency"].get(key, {}).get(name)
+                    if x and "error" not in x and x.get("achieved_rps") and \
+                            x["achieved_rps"] < RATE_SHORTFALL * rate and name != "direct":
+                        self.warnings.append(f"{name} round {r['round']} @{rate}/s achieved only "
+                                             f"{x['achieved_rps']:.0f}/s")
+        self.result["summary"] = summ
+        return summ
+
+    def run(self) -> dict:
+        try:
+            self.start()
+            self.warmup()
+            self.run_rounds()
+            self.memory()
+        finally:
+            self.stop()
+        self.summarize()
+        return self.result
+
+
+def _free_port() -> int:
+    from .procs import free_port
+    return free_port(HOST)
+
+
+def _brief_wrk(r: dict) -> str:
+    if "error" in r and "rps" not in r:
+        return "ERROR " + r["error"].splitlines()[0]
+    s = f"{r['rps']:>10,.0f} req/s"
+    if r.get("proxy_cpu_us_per_req") is not None:
+        s += f"  proxy {r['proxy_cpu_us_per_req']:.1f} µs/req ({r['proxy_cpu_pct']:.0f}% CPU)"
+    if r.get("errors"):
+        s += f"  errors {r['errors']}"
+    return s
+
+
+def _brief_oha(r: dict) -> str:
+    if "error" in r and "p50_ms" not in r:
+        return "ERROR " + r["error"].splitlines()[0]
+    s = (f"p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  "
+         f"{(r.get('achieved_rps') or 0):,.0f}/s")
+    if r.get("proxy_cpu_us_per_req") is not None:
+        s += f"  proxy {r['proxy_cpu_us_per_req']:.1f} µs/req"
+    if r.get("real_errors"):
+        s += f"  errors {r['real_errors']}"
+    return s
+
+
+def pin_self(cpu: Optional[int]) -> None:
+    """Keep the harness itself off the proxy's CPU."""
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, {cpu})
+        except OSError:
+            pass

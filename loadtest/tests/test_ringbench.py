@@ -1,0 +1,176 @@
+"""Unit tests for the parts of ringbench that need no servers: python3 -m unittest discover loadtest/tests"""
+import socket
+import sys
+import threading
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ringbench import configs, loadgen, memory, procfs, report, stats  # noqa: E402
+
+WRK_OUT = """Running 10s test @ http://127.0.0.1:8080/
+  1 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.10ms  350.00us  12.50ms   90.00%
+    Req/Sec    58.18k     1.20k   60.00k    70.00%
+  Latency Distribution
+     50%    1.05ms
+     75%    1.20ms
+     90%    1.40ms
+     99%    2.10ms
+  581770 requests in 10.00s, 70.12MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 5
+Requests/sec:  58177.00
+Transfer/sec:      7.01MB
+"""
+
+OHA_JSON = {
+    "summary": {"successRate": 1.0, "total": 10.0, "slowest": 0.004, "fastest": 0.00005,
+                "average": 0.00013, "requestsPerSec": 2000.1},
+    "latencyPercentiles": {"p10": 0.0001, "p50": 0.000121, "p99": 0.000262, "p99.9": 0.001},
+    "statusCodeDistribution": {"200": 19990},
+    "errorDistribution": {"aborted due to deadline": 12},
+}
+
+
+class WrkParse(unittest.TestCase):
+    def test_parse(self):
+        r = loadgen.parse_wrk(WRK_OUT)
+        self.assertEqual(r["requests"], 581770)
+        self.assertAlmostEqual(r["rps"], 58177.0)
+        self.assertAlmostEqual(r["duration_s"], 10.0)
+        self.assertAlmostEqual(r["latency_avg_ms"], 1.10)
+        self.assertEqual(r["socket_errors"], {"connect": 0, "read": 2, "write": 0, "timeout": 1})
+        self.assertEqual(r["non_2xx"], 5)
+        self.assertEqual(r["errors"], 8)
+        self.assertAlmostEqual(r["latency_percentiles_ms"]["p99"], 2.10)
+
+    def test_garbage(self):
+        with self.assertRaises(ValueError):
+            loadgen.parse_wrk("unable to connect to 127.0.0.1:1 Connection refused")
+
+
+class OhaParse(unittest.TestCase):
+    def test_parse(self):
+        r = loadgen.parse_oha_json(OHA_JSON)
+        self.assertAlmostEqual(r["p50_ms"], 0.121)
+        self.assertAlmostEqual(r["p99_ms"], 0.262)
+        self.assertEqual(r["responses"], 19990)
+        self.assertAlmostEqual(r["achieved_rps"], 1999.0)
+        self.assertEqual(r["real_errors"], 0)  # deadline aborts are not failures
+
+    def test_failures_counted(self):
+        obj = dict(OHA_JSON, statusCodeDistribution={"200": 10, "502": 3},
+                   errorDistribution={"connection refused": 2})
+        self.assertEqual(loadgen.parse_oha_json(obj)["real_errors"], 5)
+
+
+class Stats(unittest.TestCase):
+    def test_summary(self):
+        s = stats.summarize([3.0, None, 1.0, 2.0])
+        self.assertEqual((s["median"], s["min"], s["max"], s["n"]), (2.0, 1.0, 3.0, 3))
+        self.assertIsNone(stats.summarize([None]))
+        self.assertEqual(stats.fmt_summary(s, 1), "2.0 (1.0–3.0)")
+        self.assertEqual(stats.fmt_summary(stats.summarize([-0.5, 0.25]), 3, signed=True),
+                         "−0.125 (−0.500–+0.250)")
+
+    def test_paired(self):
+        self.assertEqual(stats.paired_differences([2, None, 5], [1, 1, None]), [1, None, None])
+
+
+class Configs(unittest.TestCase):
+    def test_ringgate_toml(self):
+        import tomllib
+        t = tomllib.loads(configs.ringgate_toml(8080, 9000, driver="epoll", bare=True))
+        self.assertEqual(t["workers"], 1)
+        self.assertEqual(t["driver"], "epoll")
+        self.assertEqual(t["listeners"][0]["address"], "127.0.0.1:8080")
+        self.assertEqual(t["upstreams"][0]["targets"], ["127.0.0.1:9000"])
+        self.assertEqual(t["routes"][0], {"prefix": "/", "upstream": t["upstreams"][0]["name"]})
+        self.assertFalse(t["forwarding"]["request_id"])
+        self.assertNotIn("forwarding", tomllib.loads(configs.ringgate_toml(1, 2)))
+
+    def test_nginx(self):
+        up = configs.nginx_upstream(Path("/tmp/p"), 9000)
+        self.assertIn('return 200 "ok";', up)
+        self.assertIn("listen 127.0.0.1:9000", up)
+        self.assertIn("pid /tmp/p/nginx.pid;", up)
+        px = configs.nginx_proxy(Path("/tmp/q"), 8080, 9000)
+        for needle in ("proxy_http_version 1.1;", 'proxy_set_header Connection "";', "keepalive 64;",
+                       "server 127.0.0.1:9000;"):
+            self.assertIn(needle, px)
+
+    def test_haproxy(self):
+        h = configs.haproxy(8080, 9000, Path("/tmp/h.pid"))
+        self.assertIn("nbthread 1", h)
+        self.assertIn("http-reuse always", h)
+        self.assertIn("bind 127.0.0.1:8080", h)
+
+
+class Procfs(unittest.TestCase):
+    def test_self(self):
+        import os
+        self.assertGreaterEqual(procfs.cpu_seconds(os.getpid()), 0.0)
+        self.assertGreater(procfs.rss_kib(os.getpid()), 0)
+        self.assertIn(os.getpid(), procfs.tree(os.getppid()))
+
+
+class IdleConnections(unittest.TestCase):
+    def test_against_tiny_server(self):
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(128)
+        port = srv.getsockname()[1]
+        held = []
+
+        def serve():
+            for _ in range(20):
+                c, _ = srv.accept()
+                c.recv(4096)
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                held.append(c)
+
+        th = threading.Thread(target=serve, daemon=True)
+        th.start()
+        conns = memory.IdleConnections("127.0.0.1", port, 20, timeout_s=10).open()
+        th.join(5)
+        self.assertEqual((conns.ok, conns.failed), (20, 0))
+        self.assertEqual(conns.still_open(), 20)
+        held[0].close()
+        import time
+        time.sleep(0.1)
+        self.assertEqual(conns.still_open(), 19)
+        conns.close()
+        for c in held:
+            c.close()
+        srv.close()
+
+
+class Report(unittest.TestCase):
+    def test_markdown_renders(self):
+        s = stats.summarize
+        result = {
+            "meta": {"date": "d", "command": "loadtest/run --smoke", "kernel": "k", "cpu_model": "c", "cpus": 2},
+            "options": {"targets": ["direct", "nginx-proxy"], "rates": [2000], "duration_s": 2.0, "rounds": 1,
+                        "wrk_threads": 1, "wrk_connections": 64, "oha_connections": 50, "cpu_proxy": 1},
+            "summary": {
+                "saturation": {"direct": {"rps": s([1.0])}, "nginx-proxy": {"rps": s([2.0])}},
+                "latency": {"2000": {"direct": {"p50_ms": s([0.1])}, "nginx-proxy": {"p50_ms": s([0.2])}}},
+                "added": {"2000": {"nginx-proxy": {"p50_ms": s([0.1]), "p99_ms": s([-0.01])}}},
+            },
+            "memory": {"ringgate-uring": {"connections_asked": 10000, "connections_ok": 10000,
+                                          "connections_failed": 0, "still_open": 10000,
+                                          "rss_before_kib": 4096, "rss_kib": 40960, "per_conn_bytes": 3500,
+                                          "fds": 10010}},
+            "warnings": [],
+        }
+        md = report.markdown(result)
+        self.assertIn("| nginx-proxy | +0.100 | −0.010 |", md)
+        self.assertIn("40.0 MiB ✅", md)
+        self.assertIn("`loadtest/run --smoke`", md)
+
+
+if __name__ == "__main__":
+    unittest.main()

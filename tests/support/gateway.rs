@@ -1,0 +1,321 @@
+//! Starting the real `ringgate` binary: config in a temp file, stdout/stderr drained by threads,
+//! the listening address parsed from the banner, the child killed on drop.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::client::Client;
+
+/// How long the binary may take to print every `listening on` banner.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+const BANNER: &str = "listening on http://";
+
+/// The I/O driver the gateway runs on (`--driver`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    Uring,
+    Epoll,
+}
+
+impl Driver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Uring => "uring",
+            Driver::Epoll => "epoll",
+        }
+    }
+}
+
+/// Path of the binary under test: `$RINGGATE_BIN` if set (e.g. to test a release build), else
+/// the binary cargo built for this test run.
+pub fn binary() -> PathBuf {
+    std::env::var_os("RINGGATE_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ringgate")))
+}
+
+/// A unique path in the temp dir (process id + counter), for config files.
+pub fn temp_path(stem: &str, ext: &str) -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    std::env::temp_dir().join(format!("ringgate-test-{}-{n}-{stem}.{ext}", std::process::id()))
+}
+
+/// A file removed on drop.
+pub struct TempFile {
+    pub path: PathBuf,
+}
+
+impl TempFile {
+    pub fn new(stem: &str, ext: &str, contents: &str) -> TempFile {
+        let path = temp_path(stem, ext);
+        std::fs::write(&path, contents).unwrap_or_else(|e| panic!("write temp file {}: {e}", path.display()));
+        TempFile { path }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Captured output lines of a child, shared with the drain threads.
+type Log = Arc<Mutex<Vec<String>>>;
+
+fn push_log(log: &Log, line: String) {
+    log.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+}
+
+/// A running gateway process.
+pub struct Gateway {
+    child: Child,
+    /// Address of the first listener.
+    pub addr: SocketAddr,
+    /// Addresses of every listener, in banner order.
+    pub addrs: Vec<SocketAddr>,
+    log: Log,
+    exit: Option<ExitStatus>,
+    _config: TempFile,
+}
+
+impl Gateway {
+    /// Writes `config` to a temp file, runs `ringgate run --config FILE --driver D` and waits for
+    /// one `listening on` banner per `[[listeners]]` table.
+    pub fn start(config: &str, driver: Driver) -> Gateway {
+        Gateway::start_with_env(config, driver, &[])
+    }
+
+    pub fn start_with_env(config: &str, driver: Driver, env: &[(&str, &str)]) -> Gateway {
+        let file = TempFile::new("config", "toml", config);
+        let expected = config.lines().filter(|l| l.trim() == "[[listeners]]").count().max(1);
+        let mut cmd = Command::new(binary());
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&file.path)
+            .arg("--driver")
+            .arg(driver.as_str())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", binary().display()));
+        let log: Log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        let stdout = child.stdout.take().expect("child stdout is piped");
+        let stderr = child.stderr.take().expect("child stderr is piped");
+        let out_log = Arc::clone(&log);
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&line).trim_end().to_string();
+                        push_log(&out_log, format!("stdout: {text}"));
+                        // The receiver is gone once startup is over; later lines are only logged.
+                        let _ = tx.send(text);
+                    }
+                }
+            }
+        });
+        let err_log = Arc::clone(&log);
+        thread::spawn(move || drain_lines(stderr, &err_log, "stderr"));
+
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let mut addrs = Vec::new();
+        while addrs.len() < expected {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = parse_banner(&line) {
+                        addrs.push(addr);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "ringgate ({driver:?}) printed {} of {expected} `{BANNER}` lines within \
+                         {STARTUP_TIMEOUT:?}; output:\n{}\nconfig:\n{config}",
+                        addrs.len(),
+                        snapshot(&log)
+                    );
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = wait_with_deadline(&mut child, Duration::from_secs(5));
+                    // Give the stderr thread a moment to record the last lines.
+                    thread::sleep(Duration::from_millis(50));
+                    panic!(
+                        "ringgate ({driver:?}) closed stdout before listening (exit: {status:?}); \
+                         output:\n{}\nconfig:\n{config}",
+                        snapshot(&log)
+                    );
+                }
+            }
+        }
+        Gateway { child, addr: addrs[0], addrs, log, exit: None, _config: file }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A new client connected to the first listener.
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// Everything the process printed so far (stdout and stderr, prefixed).
+    pub fn output(&self) -> String {
+        snapshot(&self.log)
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `KILL`...) with `kill(1)`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("run kill -{name}: {e}"));
+        assert!(status.success(), "kill -{name} {} failed: {status}", self.pid());
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            self.exit = wait_with_deadline(&mut self.child, timeout);
+        }
+        self.exit
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        if self.exit.is_some() {
+            return false;
+        }
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                self.exit = Some(status);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Peak resident set size (`VmHWM` in /proc/PID/status), in KiB.
+    pub fn vm_hwm_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmHWM:")
+    }
+
+    /// Current resident set size (`VmRSS`), in KiB.
+    pub fn vm_rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if self.exit.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if thread::panicking() {
+            eprintln!(
+                "---- ringgate output (pid {}) ----\n{}\n---- end of ringgate output ----",
+                self.child.id(),
+                self.output()
+            );
+        }
+    }
+}
+
+fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    text.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {path}:\n{text}"))
+}
+
+fn drain_lines(stream: impl Read, log: &Log, prefix: &str) {
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => push_log(log, format!("{prefix}: {}", String::from_utf8_lossy(&line).trim_end())),
+        }
+    }
+}
+
+fn snapshot(log: &Log) -> String {
+    log.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
+}
+
+/// Parses the address out of a line containing `listening on http://IP:PORT`.
+pub fn parse_banner(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(BANNER)? + BANNER.len()..];
+    let end = rest.find(|c: char| !(c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))).unwrap_or(rest.len());
+    rest[..end].trim_end_matches('/').parse().ok()
+}
+
+fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+            _ => return None,
+        }
+    }
+}
+
+/// Runs the binary with `args` to completion (killed after `timeout`), capturing its output.
+pub fn run_cli(args: &[&str], timeout: Duration) -> Output {
+    let mut child = Command::new(binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {} {args:?}: {e}", binary().display()));
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let out_thread = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_thread = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let status = match wait_with_deadline(&mut child, timeout) {
+        Some(s) => s,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`ringgate {}` did not exit within {timeout:?}", args.join(" "));
+        }
+    };
+    Output { status, stdout: out_thread.join().unwrap_or_default(), stderr: err_thread.join().unwrap_or_default() }
+}
+
+/// `path` as a &str for command lines.
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().expect("temp paths are UTF-8")
+}
