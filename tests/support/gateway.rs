@@ -92,21 +92,36 @@ impl Gateway {
     }
 
     pub fn start_with_env(config: &str, driver: Driver, env: &[(&str, &str)]) -> Gateway {
+        Gateway::start_custom(config, driver.as_str(), env, &[])
+    }
+
+    /// Like [`Gateway::start_with_env`], with the `--driver` value as a string (e.g. `auto`) and
+    /// the binary run through `wrapper` when it is not empty: `wrapper[0] wrapper[1..] BINARY run
+    /// ...`. For example `["sh", "-c", "ulimit -n 48 && exec \"$0\" \"$@\""]` lowers the
+    /// open-file limit; `exec` keeps the process id, so [`Gateway::pid`] is the gateway's.
+    pub fn start_custom(config: &str, driver: &str, env: &[(&str, &str)], wrapper: &[&str]) -> Gateway {
         let file = TempFile::new("config", "toml", config);
         let expected = config.lines().filter(|l| l.trim() == "[[listeners]]").count().max(1);
-        let mut cmd = Command::new(binary());
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(binary()),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary());
+                c
+            }
+        };
         cmd.arg("run")
             .arg("--config")
             .arg(&file.path)
             .arg("--driver")
-            .arg(driver.as_str())
+            .arg(driver)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", binary().display()));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {wrapper:?} {}: {e}", binary().display()));
         let log: Log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel::<String>();
         let stdout = child.stdout.take().expect("child stdout is piped");
@@ -145,7 +160,7 @@ impl Gateway {
                     let _ = child.kill();
                     let _ = child.wait();
                     panic!(
-                        "ringgate ({driver:?}) printed {} of {expected} `{BANNER}` lines within \
+                        "ringgate ({driver}) printed {} of {expected} `{BANNER}` lines within \
                          {STARTUP_TIMEOUT:?}; output:\n{}\nconfig:\n{config}",
                         addrs.len(),
                         snapshot(&log)
@@ -156,7 +171,7 @@ impl Gateway {
                     // Give the stderr thread a moment to record the last lines.
                     thread::sleep(Duration::from_millis(50));
                     panic!(
-                        "ringgate ({driver:?}) closed stdout before listening (exit: {status:?}); \
+                        "ringgate ({driver}) closed stdout before listening (exit: {status:?}); \
                          output:\n{}\nconfig:\n{config}",
                         snapshot(&log)
                     );
@@ -210,6 +225,36 @@ impl Gateway {
             }
             _ => true,
         }
+    }
+
+    /// Waits up to `timeout` for a line of the output (see [`Gateway::output`]) containing
+    /// `needle`; returns whether one appeared.
+    pub fn wait_output(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.output().lines().any(|l| l.contains(needle)) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// CPU time used so far by all threads of the process: utime + stime (fields 14 and 15 of
+    /// /proc/PID/stat), in clock ticks (see `libc::sysconf(_SC_CLK_TCK)`).
+    pub fn cpu_ticks(&self) -> u64 {
+        let path = format!("/proc/{}/stat", self.pid());
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        // Field 2 (comm) is parenthesised and may hold spaces; count from the last ')'. The
+        // first field after it is field 3 (state), so utime (14) is the 12th.
+        let rest = text.rfind(')').map(|i| &text[i + 1..]).unwrap_or_else(|| panic!("no ')' in {path}: {text}"));
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |n: usize| -> u64 {
+            fields.get(n - 3).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no field {n} in {path}: {text}"))
+        };
+        field(14) + field(15)
     }
 
     /// Peak resident set size (`VmHWM` in /proc/PID/status), in KiB.

@@ -57,7 +57,8 @@ macro_rules! both_drivers {
 #[derive(Clone, Debug)]
 pub struct ConfigBuilder {
     workers: usize,
-    listeners: Vec<String>,
+    /// (address, extra `key = value` lines) per `[[listeners]]` table.
+    listeners: Vec<(String, String)>,
     limits: Vec<String>,
     forwarding: Vec<String>,
     shutdown: Vec<String>,
@@ -69,7 +70,7 @@ impl Default for ConfigBuilder {
     fn default() -> Self {
         ConfigBuilder {
             workers: 1,
-            listeners: vec!["127.0.0.1:0".into()],
+            listeners: vec![("127.0.0.1:0".into(), String::new())],
             limits: Vec::new(),
             forwarding: Vec::new(),
             shutdown: Vec::new(),
@@ -96,7 +97,19 @@ impl ConfigBuilder {
 
     /// Adds a listener address (the default one stays first).
     pub fn listener(mut self, address: &str) -> Self {
-        self.listeners.push(address.into());
+        self.listeners.push((address.into(), String::new()));
+        self
+    }
+
+    /// Adds a listener with more `key = value` lines in its table (e.g. `reuse_port_group = true`).
+    pub fn listener_with(mut self, address: &str, extra: &str) -> Self {
+        self.listeners.push((address.into(), extra.into()));
+        self
+    }
+
+    /// Removes every listener, the default one included; add at least one afterwards.
+    pub fn no_listeners(mut self) -> Self {
+        self.listeners.clear();
         self
     }
 
@@ -149,8 +162,8 @@ impl ConfigBuilder {
 
     pub fn render(&self) -> String {
         let mut out = format!("workers = {}\n\n", self.workers);
-        for l in &self.listeners {
-            out.push_str(&format!("[[listeners]]\naddress = \"{l}\"\n\n"));
+        for (address, extra) in &self.listeners {
+            out.push_str(&format!("[[listeners]]\naddress = \"{address}\"\n{extra}\n\n"));
         }
         for (name, lines) in [("limits", &self.limits), ("forwarding", &self.forwarding), ("shutdown", &self.shutdown)]
         {
@@ -176,6 +189,11 @@ impl ConfigBuilder {
 
     pub fn start_with_env(&self, driver: Driver, env: &[(&str, &str)]) -> Gateway {
         Gateway::start_with_env(&self.render(), driver, env)
+    }
+
+    /// See [`Gateway::start_custom`]: driver as a string (`auto`), optional wrapper command.
+    pub fn start_custom(&self, driver: &str, env: &[(&str, &str)], wrapper: &[&str]) -> Gateway {
+        Gateway::start_custom(&self.render(), driver, env, wrapper)
     }
 }
 
