@@ -116,12 +116,14 @@ async fn wait_for_bytes(c: &mut ClientConn, snap: &Snapshot) -> bool {
 /// into `s.req`, within the header read timeout.
 async fn read_head(c: &mut ClientConn, s: &mut Scratch, snap: &Snapshot) -> Result<(), ProxyError> {
     let limits = &snap.limits;
-    let deadline = Instant::now() + limits.header_read_timeout;
+    // The deadline is only computed when the first read did not bring the whole head.
+    let mut deadline: Option<Instant> = None;
     loop {
         if parse_request(&c.rbuf, &limits.head, &mut s.req)? {
             return Ok(());
         }
-        let wait = deadline.saturating_duration_since(Instant::now());
+        let d = *deadline.get_or_insert_with(|| Instant::now() + limits.header_read_timeout);
+        let wait = d.saturating_duration_since(Instant::now());
         if wait.is_zero() {
             return Err(ProxyError::HeadTimeout);
         }

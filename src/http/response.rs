@@ -77,11 +77,10 @@ pub fn parse_response(
     request_is_head: bool,
     out: &mut ResponseHead,
 ) -> Result<bool, ResponseError> {
-    // httparse has no uninitialised-slot variant for responses; 128 slots (4 KiB to clear) is
-    // the most header lines accepted from an upstream.
-    let mut storage = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut storage);
-    let n = match resp.parse(buf) {
+    // Uninitialised header slots (through ParserConfig): clearing them would cost more than parsing.
+    let mut storage = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let n = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut storage) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if buf.len() > max_bytes {
