@@ -34,6 +34,7 @@ fn ctx() -> ForwardCtx<'static> {
         x_forwarded_proto: true,
         x_forwarded_host: true,
         generated_request_id: None,
+        manage_request_id: true,
         upstream_authority: b"10.0.0.5:8080",
         proto: b"http",
     }

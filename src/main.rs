@@ -149,7 +149,7 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, is_default: bool) -> R
     }
 
     // The banner: tests and scripts read the "listening on" lines.
-    println!("ringgate {} ({source}): {} workers", env!("CARGO_PKG_VERSION"), cfg.workers);
+    println!("ringgate {}: config {source}, {} workers", env!("CARGO_PKG_VERSION"), cfg.workers);
     for a in &bound {
         println!("listening on http://{a}");
     }

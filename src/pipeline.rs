@@ -163,6 +163,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
                 x_forwarded_proto: snap.forwarding.x_forwarded_proto,
                 x_forwarded_host: snap.forwarding.x_forwarded_host,
                 generated_request_id: if generated_id && snap.forwarding.request_id { Some(&c.rid) } else { None },
+                manage_request_id: snap.forwarding.request_id,
                 upstream_authority: &target.authority,
                 proto: b"http",
             };

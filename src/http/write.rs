@@ -21,6 +21,8 @@ pub struct ForwardCtx<'a> {
     pub x_forwarded_host: bool,
     /// Request id to add, when the request carried no well-formed one.
     pub generated_request_id: Option<&'a [u8]>,
+    /// `forwarding.request_id`: ringgate owns X-Request-Id (drops malformed ones, adds its own).
+    pub manage_request_id: bool,
     /// Host to send when the client sent none (HTTP/1.0): the upstream target's authority.
     pub upstream_authority: &'a [u8],
     /// "http" or "https".
@@ -109,7 +111,8 @@ pub fn forward_request_head(
                 have_fwd_host |= k;
                 k
             }
-            HeaderKind::XRequestId => req.request_id.as_ref() == Some(&h.value),
+            // Managed ids: keep only the well-formed one chosen by the parser; else pass through.
+            HeaderKind::XRequestId => !ctx.manage_request_id || req.request_id.as_ref() == Some(&h.value),
         };
         (h.line.clone(), keep)
     });
@@ -234,6 +237,7 @@ mod tests {
             x_forwarded_proto: true,
             x_forwarded_host: true,
             generated_request_id: Some(b"abc"),
+            manage_request_id: true,
             upstream_authority: b"up:80",
             proto: b"http",
         };
@@ -261,6 +265,7 @@ mod tests {
             x_forwarded_proto: false,
             x_forwarded_host: false,
             generated_request_id: None,
+            manage_request_id: true,
             upstream_authority: b"up:80",
             proto: b"http",
         };
