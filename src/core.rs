@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use std::ops::Range;
+use std::pin::Pin;
+
+use monoio::time::Sleep;
 
 use arc_swap::{ArcSwap, Cache};
 use bytes::BytesMut;
@@ -71,6 +74,15 @@ pub struct Scratch {
     pub extra: BytesMut,
     pub iov: IoSlices,
     pub ranges: Vec<Range<usize>>,
+    /// The request's timer, re-armed for each wait (see `net::io`); made on first use.
+    pub timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Scratch {
+    /// The request's timer, for `net::io`'s `*_on` calls.
+    pub fn timer(&mut self) -> Pin<&mut Sleep> {
+        self.timer.get_or_insert_with(crate::net::io::idle_timer).as_mut()
+    }
 }
 
 /// Scratches kept per core beyond those in use.

@@ -18,7 +18,7 @@ use crate::http::conn::ClientConn;
 use crate::http::parse::BodyFraming;
 use crate::http::response::{parse_response, ResponseFraming};
 use crate::http::write::{forward_request_head, forward_response_head, ClientConn as ConnMode, ForwardCtx};
-use crate::net::io::{read_into, write_all, write_iov, ReadOutcome, WriteError};
+use crate::net::io::{read_into_on, write_all_on, write_iov_on, ReadOutcome, WriteError};
 use crate::shared::{Snapshot, Target, UpstreamGroup};
 use crate::upstream::pool::{connect, UpstreamConn};
 
@@ -109,7 +109,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
     test_panic_hook(&head[s.req.path.clone()]);
 
     // Route.
-    let host = s.req.host.as_ref().map(|r| &head[r.clone()]);
+    let host = s.req.host_range().map(|r| &head[r.clone()]);
     let path = &head[s.req.path.clone()];
     let path: &[u8] = if path.first() == Some(&b'/') { path } else { b"/" };
     let route = snap.route(host, path).ok_or(ProxyError::NoRoute)?;
@@ -136,9 +136,14 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
     // RFC 9110 §10.1.1: answer 100-continue ourselves once the request is accepted.
     let mut sent_continue = false;
     if s.req.expect_continue && c.body_pending && c.rbuf.is_empty() {
-        write_all(&mut c.stream, Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"), clock.cap(t.idle)?)
-            .await
-            .map_err(client_write)?;
+        write_all_on(
+            &mut c.stream,
+            Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"),
+            s.timer(),
+            clock.cap(t.idle)?,
+        )
+        .await
+        .map_err(client_write)?;
         sent_continue = true;
     }
 
@@ -171,8 +176,10 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         }
         if let Some(b) = body.as_mut() {
             if !c.rbuf.is_empty() {
-                let p = b.feed(&c.rbuf)?;
-                body_seen += p.consumed as u64;
+                // The limit counts payload bytes, not chunk framing.
+                let mut data = 0usize;
+                let p = b.feed_with(&c.rbuf, |r| data += r.len())?;
+                body_seen += data as u64;
                 if max_body > 0 && body_seen > max_body {
                     return Err(ProxyError::BodyTooLarge);
                 }
@@ -180,7 +187,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
             }
         }
         iov.seal();
-        let (res, back) = write_iov(&mut up.stream, iov, clock.cap(t.idle)?).await;
+        let (res, back) = write_iov_on(&mut up.stream, iov, s.timer(), clock.cap(t.idle)?).await;
         s.iov = back.unwrap_or_default();
         s.iov.clear();
         if let Err(e) = res {
@@ -193,19 +200,20 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
 
         // The rest of the body, streamed through the bounded read buffer.
         while let Some(b) = body.as_mut().filter(|b| !b.is_done()) {
-            match read_into(&mut c.stream, &mut c.rbuf, BODY_READ, clock.cap(t.idle)?).await {
+            match read_into_on(&mut c.stream, &mut c.rbuf, BODY_READ, s.timer(), clock.cap(t.idle)?).await {
                 ReadOutcome::Data(_) => {}
                 ReadOutcome::Eof => return Err(ProxyError::ClientIo(std::io::ErrorKind::UnexpectedEof.into())),
                 ReadOutcome::TimedOut => return Err(ProxyError::ClientBodyTimeout),
                 ReadOutcome::Err(e) => return Err(ProxyError::ClientIo(e)),
             }
-            let p = b.feed(&c.rbuf)?;
-            body_seen += p.consumed as u64;
+            let mut data = 0usize;
+            let p = b.feed_with(&c.rbuf, |r| data += r.len())?;
+            body_seen += data as u64;
             if max_body > 0 && body_seen > max_body {
                 return Err(ProxyError::BodyTooLarge);
             }
             let chunk = c.rbuf.split_to(p.consumed).freeze();
-            write_all(&mut up.stream, chunk, clock.cap(t.idle)?).await.map_err(upstream_write)?;
+            write_all_on(&mut up.stream, chunk, s.timer(), clock.cap(t.idle)?).await.map_err(upstream_write)?;
         }
         c.body_pending = false;
 
@@ -228,7 +236,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
             let mut out = std::mem::take(&mut s.iov);
             forward_response_head(&interim, &s.resp, 1, ConnMode::KeepAlive, false, &mut s.extra, out.bufs_mut());
             out.seal();
-            let (res, back) = write_iov(&mut c.stream, out, clock.cap(t.idle)?).await;
+            let (res, back) = write_iov_on(&mut c.stream, out, s.timer(), clock.cap(t.idle)?).await;
             s.iov = back.unwrap_or_default();
             s.iov.clear();
             res.map_err(client_write)?;
@@ -249,7 +257,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
             out.bufs_mut().push(up.buf.split().freeze());
         }
         out.seal();
-        let (res, back) = write_iov(&mut c.stream, out, clock.cap(t.idle)?).await;
+        let (res, back) = write_iov_on(&mut c.stream, out, s.timer(), clock.cap(t.idle)?).await;
         s.iov = back.unwrap_or_default();
         s.iov.clear();
         res.map_err(client_write)?;
@@ -279,7 +287,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         take_body(b, &mut up.buf, dechunk, &mut s.ranges, out.bufs_mut()).map_err(ProxyError::UpstreamBody)?;
     }
     out.seal();
-    let (res, back) = write_iov(&mut c.stream, out, clock.cap(t.idle)?).await;
+    let (res, back) = write_iov_on(&mut c.stream, out, s.timer(), clock.cap(t.idle)?).await;
     s.iov = back.unwrap_or_default();
     s.iov.clear();
     res.map_err(client_write)?;
@@ -287,7 +295,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
     let started = |e: ProxyError| ProxyError::AfterResponseStarted(Box::new(e));
     while let Some(b) = rbody.as_mut().filter(|b| !b.is_done()) {
         let wait = clock.cap(t.idle).map_err(started)?;
-        match read_into(&mut up.stream, &mut up.buf, BODY_READ, wait).await {
+        match read_into_on(&mut up.stream, &mut up.buf, BODY_READ, s.timer(), wait).await {
             ReadOutcome::Data(_) => {}
             ReadOutcome::Eof if matches!(b, BodyReader::UntilClose) => break,
             ReadOutcome::Eof => return Err(started(ProxyError::UpstreamClosed)),
@@ -298,7 +306,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         take_body(b, &mut up.buf, dechunk, &mut s.ranges, out.bufs_mut())
             .map_err(|e| started(ProxyError::UpstreamBody(e)))?;
         out.seal();
-        let (res, back) = write_iov(&mut c.stream, out, clock.cap(t.idle).map_err(started)?).await;
+        let (res, back) = write_iov_on(&mut c.stream, out, s.timer(), clock.cap(t.idle).map_err(started)?).await;
         s.iov = back.unwrap_or_default();
         s.iov.clear();
         res.map_err(client_write)?;
@@ -349,7 +357,7 @@ async fn read_response_head(
         if !up.buf.is_empty() && parse_response(&up.buf, MAX_RESPONSE_HEAD, s.req.is_head, &mut s.resp)? {
             return Ok(s.resp.len);
         }
-        match read_into(&mut up.stream, &mut up.buf, 4096, clock.cap(response_timeout)?).await {
+        match read_into_on(&mut up.stream, &mut up.buf, 4096, s.timer(), clock.cap(response_timeout)?).await {
             ReadOutcome::Data(_) => {}
             ReadOutcome::Eof => return Err(ProxyError::UpstreamClosed),
             ReadOutcome::TimedOut => return Err(ProxyError::UpstreamTimeout),

@@ -38,6 +38,8 @@ pub struct ClientConn {
     pub body_pending: bool,
     /// The current request asked to keep the connection open.
     pub keep_alive: bool,
+    /// The current request is HEAD: answers carry no body.
+    pub is_head: bool,
 }
 
 /// Serve a connection until it closes. Panics are caught by the caller (runtime.rs).
@@ -57,6 +59,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, w: Rc<Worker>) {
         requests: 0,
         body_pending: false,
         keep_alive: false,
+        is_head: false,
     };
     drop(snap);
     loop {
@@ -64,6 +67,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, w: Rc<Worker>) {
         let snap = w.snapshot.get();
         c.rid.clear();
         c.body_pending = false;
+        c.is_head = false;
         // Idle wait: nothing of a request is held yet.
         if c.rbuf.is_empty() && !wait_for_bytes(&mut c, &snap).await {
             return;
@@ -77,6 +81,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, w: Rc<Worker>) {
             }
         }
         c.keep_alive = s.req.keep_alive;
+        c.is_head = s.req.is_head;
         let guard = CountGuard::new(&w.in_flight);
         // Boxed: the request path's state (several KiB) lives on the heap only while a request is
         // in flight, so an idle keep-alive connection costs its small read buffer and this loop.
@@ -151,7 +156,7 @@ async fn answer(c: &mut ClientConn, w: &Worker, e: &ProxyError) -> bool {
         w.next_request_id(&mut c.rid);
     }
     let close = a.close || c.body_pending || !c.keep_alive || shutting_down();
-    let body = canned(a.status, a.reason, &c.rid, close, "");
+    let body = canned(a.status, a.reason, &c.rid, close, c.is_head, "");
     let ok = write_all(&mut c.stream, body, Duration::from_secs(5)).await.is_ok();
     ok && !close
 }

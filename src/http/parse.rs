@@ -97,6 +97,8 @@ pub struct RequestHead {
     /// Header names listed in Connection (dropped when forwarding).
     pub connection_tokens: Vec<Range<usize>>,
     pub request_id: Option<Range<usize>>,
+    /// Authority of an absolute-form target, used as the host when an HTTP/1.0 request has no Host.
+    pub target_authority: Option<Range<usize>>,
 }
 
 /// `BodyFraming` with a `Default`, so a `RequestHead` can be reused between requests.
@@ -124,6 +126,12 @@ impl RequestHead {
         self.upgrade = false;
         self.is_head = false;
         self.request_id = None;
+        self.target_authority = None;
+    }
+
+    /// The host the request is for: its Host field, or an HTTP/1.0 absolute-form authority.
+    pub fn host_range(&self) -> Option<&Range<usize>> {
+        self.host.as_ref().or(self.target_authority.as_ref())
     }
 
     /// True when the header named at `name` is listed in this request's Connection field.
@@ -265,6 +273,13 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits, out: &mut RequestHead) -> 
                             }
                         } else if t.eq_ignore_ascii_case(b"upgrade") {
                             connection_upgrade = true;
+                        } else if t.eq_ignore_ascii_case(b"content-length")
+                            || t.eq_ignore_ascii_case(b"transfer-encoding")
+                            || t.eq_ignore_ascii_case(b"host")
+                        {
+                            // Dropping a framing field as hop-by-hop (RFC 9110 §7.6.1) while the
+                            // body it frames is forwarded would desynchronise the upstream.
+                            return Err(ParseError::Malformed("Connection names a framing header"));
                         } else {
                             out.connection_tokens.push(offset(buf, t));
                         }
@@ -324,6 +339,8 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits, out: &mut RequestHead) -> 
         }
         match &out.host {
             Some(h) if buf[h.clone()].eq_ignore_ascii_case(authority) => {}
+            // HTTP/1.0 may omit Host; the target's authority names the host then.
+            None if minor == 0 => out.target_authority = Some(offset(buf, authority)),
             _ => return Err(ParseError::Malformed("absolute-form authority does not match Host")),
         }
         let path_start = out.target.end - (rest.len() - auth_end);

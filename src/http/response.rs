@@ -33,6 +33,8 @@ pub struct ResponseHead {
     pub len: usize,
     pub status: u16,
     pub minor: u8,
+    /// Where the status line starts (after any empty lines the upstream sent first).
+    pub status_start: usize,
     /// From the status code to the end of the status line, CRLF included.
     pub status_rest: Range<usize>,
     pub status_line_end: usize,
@@ -49,6 +51,7 @@ impl Default for ResponseHead {
             len: 0,
             status: 0,
             minor: 1,
+            status_start: 0,
             status_rest: 0..0,
             status_line_end: 0,
             headers: Vec::new(),
@@ -109,9 +112,18 @@ pub fn parse_response(
     out.len = n;
     out.status = code;
     out.minor = minor;
+    // httparse skips empty lines before the status line; the line starts after them.
+    let mut start = 0;
+    while head[start..].starts_with(b"\r\n") {
+        start += 2;
+    }
+    let line_end = head[start..].iter().position(|&b| b == b'\n').map(|p| start + p + 1).unwrap_or(n);
     // "HTTP/1.x " is 9 bytes; the code follows.
-    let line_end = head.iter().position(|&b| b == b'\n').map(|p| p + 1).unwrap_or(n);
-    out.status_rest = 9..line_end;
+    if line_end < start + 9 {
+        return Err(ResponseError::Malformed("status line"));
+    }
+    out.status_start = start;
+    out.status_rest = start + 9..line_end;
     out.status_line_end = line_end;
     out.keep_alive = minor == 1;
 

@@ -124,7 +124,10 @@ pub fn forward_request_head(
     }
     if req.host.is_none() {
         extra.put_slice(b"Host: ");
-        extra.put_slice(ctx.upstream_authority);
+        match &req.target_authority {
+            Some(a) => extra.put_slice(&buf[a.clone()]),
+            None => extra.put_slice(ctx.upstream_authority),
+        }
         extra.put_slice(b"\r\n");
     }
     if ctx.x_forwarded_for {
@@ -139,7 +142,7 @@ pub fn forward_request_head(
         extra.put_slice(b"\r\n");
     }
     if ctx.x_forwarded_host && !have_fwd_host {
-        if let Some(h) = &req.host {
+        if let Some(h) = req.host_range() {
             extra.put_slice(b"X-Forwarded-Host: ");
             extra.put_slice(&buf[h.clone()]);
             extra.put_slice(b"\r\n");
@@ -174,7 +177,7 @@ pub fn forward_response_head(
     out: &mut Vec<Bytes>,
 ) {
     let open = if resp.minor == 1 {
-        0..resp.status_line_end
+        resp.status_start..resp.status_line_end
     } else {
         out.push(Bytes::from_static(b"HTTP/1.1 "));
         out.push(head.slice(resp.status_rest.clone()));
@@ -185,7 +188,9 @@ pub fn forward_response_head(
         let keep = match h.kind {
             HeaderKind::HopByHop => false,
             HeaderKind::Upgrade => conn == ClientConn::Upgrade,
+            // Framing fields stay even if Connection names them: the body is framed by them.
             HeaderKind::TransferEncoding => !dechunk,
+            HeaderKind::ContentLength => true,
             _ => !resp.named_by_connection(buf, &h.name),
         };
         (h.line.clone(), keep)
@@ -203,14 +208,25 @@ pub fn forward_response_head(
 }
 
 /// A response ringgate answers itself: short text body naming the request id.
-pub fn canned(status: u16, reason: &str, request_id: &[u8], close: bool, extra_headers: &str) -> Bytes {
+/// `head_only`: the request was HEAD, so the body is announced (Content-Length) but not sent.
+pub fn canned(
+    status: u16,
+    reason: &str,
+    request_id: &[u8],
+    close: bool,
+    head_only: bool,
+    extra_headers: &str,
+) -> Bytes {
     let id = String::from_utf8_lossy(request_id);
     let body = format!("{status} {reason} (request id {id})\n");
     let conn = if close { "Connection: close\r\n" } else { "" };
-    let s = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nX-Request-Id: {id}\r\n{extra_headers}{conn}\r\n{body}",
+    let mut s = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nX-Request-Id: {id}\r\n{extra_headers}{conn}\r\n",
         body.len()
     );
+    if !head_only {
+        s.push_str(&body);
+    }
     Bytes::from(s)
 }
 

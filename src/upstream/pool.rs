@@ -19,8 +19,6 @@ use monoio::net::TcpStream;
 
 /// Read buffer size for upstream connections.
 pub const UPSTREAM_BUF: usize = 16 * 1024;
-/// A pooled connection idle at least this long is checked for a close before reuse.
-pub const PEEK_AFTER: Duration = Duration::from_millis(200);
 
 pub struct UpstreamConn {
     pub stream: TcpStream,
@@ -58,11 +56,9 @@ impl Pool {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
         while let Some(mut c) = list.pop() {
-            let idle_for = now.duration_since(c.idle_since);
-            // Peek (one syscall) only at connections idle long enough that the upstream may have
-            // timed them out; a hot connection that died anyway is caught by the retry in the
-            // pipeline (request not yet answered, idempotent, no body).
-            if idle_for >= idle_timeout || (idle_for >= PEEK_AFTER && !still_open(&c.stream)) {
+            // Every reuse peeks (one non-blocking syscall): an upstream that closed, or that sent
+            // bytes nobody asked for, must never have them read as the next request's response.
+            if now.duration_since(c.idle_since) >= idle_timeout || !still_open(&c.stream) {
                 continue; // dropped: closed
             }
             c.reused = true;
