@@ -69,6 +69,7 @@ impl ProxyError {
                 ParseError::HeadersTooLarge => a(431, "Request Header Fields Too Large", true),
                 ParseError::ExpectationFailed => a(417, "Expectation Failed", true),
                 ParseError::NotImplemented => a(501, "Not Implemented", true),
+                ParseError::VersionNotSupported => a(505, "HTTP Version Not Supported", true),
             },
             ProxyError::BadBody(_) => a(400, "Bad Request", true),
             ProxyError::BodyTooLarge => a(413, "Content Too Large", true),

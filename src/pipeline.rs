@@ -16,7 +16,7 @@ use crate::error::ProxyError;
 use crate::http::body::{BodyError, BodyReader};
 use crate::http::conn::ClientConn;
 use crate::http::parse::BodyFraming;
-use crate::http::response::{parse_response, ResponseFraming};
+use crate::http::response::{parse_response, ResponseError, ResponseFraming};
 use crate::http::write::{forward_request_head, forward_response_head, ClientConn as ConnMode, ForwardCtx};
 use crate::net::io::{read_into_on, write_all_on, write_iov_on, ReadOutcome, WriteError};
 use crate::shared::{Snapshot, Target, UpstreamGroup};
@@ -24,6 +24,8 @@ use crate::upstream::pool::{connect, UpstreamConn};
 
 /// Largest response head accepted from an upstream.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Most interim (1xx) responses relayed before the final one.
+const MAX_INTERIM: usize = 16;
 /// Room made in a read buffer before each body read.
 const BODY_READ: usize = 16 * 1024;
 
@@ -155,6 +157,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
     let retryable = framing == BodyFraming::None;
     let mut body_seen: u64 = 0;
     let mut attempt = 0;
+    let mut head_deadline;
     let head_len = loop {
         attempt += 1;
         // Head, plus whatever body bytes are already buffered, in one vectored write.
@@ -217,10 +220,17 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         }
         c.body_pending = false;
 
-        match read_response_head(&mut up, s, &clock, t.response).await {
+        // One deadline for the whole response head, interim 1xx responses included: an upstream
+        // dripping bytes or sending endless 1xx cannot keep the exchange alive past it.
+        head_deadline = Instant::now() + t.response;
+        match read_response_head(&mut up, s, &clock, head_deadline).await {
             Ok(n) => break n,
             Err(ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_))
-                if up.reused && attempt == 1 && retryable && idempotent(&head[s.req.method.clone()]) =>
+                if up.reused
+                    && up.buf.is_empty()
+                    && attempt == 1
+                    && retryable
+                    && idempotent(&head[s.req.method.clone()]) =>
             {
                 up = fresh(target, &clock, t.connect).await?;
             }
@@ -230,7 +240,12 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
     let mut n = head_len;
 
     // 1xx interim responses: relay to HTTP/1.1 clients, then read the final head.
+    let mut interim_count = 0;
     while (100..200).contains(&s.resp.status) && s.resp.status != 101 {
+        interim_count += 1;
+        if interim_count > MAX_INTERIM {
+            return Err(ProxyError::UpstreamResponse(ResponseError::Malformed("too many 1xx responses")));
+        }
         let interim = up.buf.split_to(n).freeze();
         if s.req.minor == 1 && !(s.resp.status == 100 && sent_continue) {
             let mut out = std::mem::take(&mut s.iov);
@@ -241,12 +256,12 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
             s.iov.clear();
             res.map_err(client_write)?;
         }
-        n = read_response_head(&mut up, s, &clock, t.response).await?;
+        n = read_response_head(&mut up, s, &clock, head_deadline).await?;
     }
 
     if s.resp.status == 101 {
         if !s.req.upgrade {
-            return Err(ProxyError::UpstreamResponse(crate::http::response::ResponseError::Malformed(
+            return Err(ProxyError::UpstreamResponse(ResponseError::Malformed(
                 "101 to a request that did not ask to upgrade",
             )));
         }
@@ -351,13 +366,17 @@ async fn read_response_head(
     up: &mut UpstreamConn,
     s: &mut Scratch,
     clock: &Clock,
-    response_timeout: Duration,
+    deadline: Instant,
 ) -> Result<usize, ProxyError> {
     loop {
         if !up.buf.is_empty() && parse_response(&up.buf, MAX_RESPONSE_HEAD, s.req.is_head, &mut s.resp)? {
             return Ok(s.resp.len);
         }
-        match read_into_on(&mut up.stream, &mut up.buf, 4096, s.timer(), clock.cap(response_timeout)?).await {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if wait.is_zero() {
+            return Err(ProxyError::UpstreamTimeout);
+        }
+        match read_into_on(&mut up.stream, &mut up.buf, 4096, s.timer(), clock.cap(wait)?).await {
             ReadOutcome::Data(_) => {}
             ReadOutcome::Eof => return Err(ProxyError::UpstreamClosed),
             ReadOutcome::TimedOut => return Err(ProxyError::UpstreamTimeout),

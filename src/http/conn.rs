@@ -40,6 +40,8 @@ pub struct ClientConn {
     pub keep_alive: bool,
     /// The current request is HEAD: answers carry no body.
     pub is_head: bool,
+    /// The current request is HTTP/1.0 (a kept-open answer then says `Connection: keep-alive`).
+    pub http10: bool,
 }
 
 /// Serve a connection until it closes. Panics are caught by the caller (runtime.rs).
@@ -60,7 +62,10 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, w: Rc<Worker>) {
         body_pending: false,
         keep_alive: false,
         is_head: false,
+        http10: false,
     };
+    // The first head must arrive within header_read_timeout of the accept, not of the first byte.
+    let mut head_started = Some(Instant::now());
     drop(snap);
     loop {
         // One snapshot per request: a keep-alive connection sees a reload at its next request.
@@ -68,20 +73,22 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, w: Rc<Worker>) {
         c.rid.clear();
         c.body_pending = false;
         c.is_head = false;
+        c.http10 = false;
         // Idle wait: nothing of a request is held yet.
         if c.rbuf.is_empty() && !wait_for_bytes(&mut c, &snap).await {
             return;
         }
         let mut s = w.take_scratch();
-        match read_head(&mut c, &mut s, &snap).await {
+        match read_head(&mut c, &mut s, &snap, head_started.take()).await {
             Ok(()) => {}
             Err(e) => {
-                Box::pin(answer(&mut c, &w, &e)).await;
+                Box::pin(answer(&mut c, &w, &e, true)).await;
                 return;
             }
         }
         c.keep_alive = s.req.keep_alive;
         c.is_head = s.req.is_head;
+        c.http10 = s.req.minor == 0;
         let guard = CountGuard::new(&w.in_flight);
         // Boxed: the request path's state (several KiB) lives on the heap only while a request is
         // in flight, so an idle keep-alive connection costs its small read buffer and this loop.
@@ -97,7 +104,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, w: Rc<Worker>) {
                 return;
             }
             Err(e) => {
-                if !Box::pin(answer(&mut c, &w, &e)).await {
+                let at_cap = c.requests >= snap.limits.max_requests_per_connection;
+                if !Box::pin(answer(&mut c, &w, &e, at_cap)).await {
                     return;
                 }
             }
@@ -119,10 +127,16 @@ async fn wait_for_bytes(c: &mut ClientConn, snap: &Snapshot) -> bool {
 
 /// Read until `c.rbuf` (already holding some bytes) starts with a whole request head, parsed
 /// into `s.req`, within the header read timeout.
-async fn read_head(c: &mut ClientConn, s: &mut Scratch, snap: &Snapshot) -> Result<(), ProxyError> {
+/// `started`: when the head's clock started (the accept, for a connection's first request);
+/// otherwise it starts now, computed only if the first read did not bring the whole head.
+async fn read_head(
+    c: &mut ClientConn,
+    s: &mut Scratch,
+    snap: &Snapshot,
+    started: Option<Instant>,
+) -> Result<(), ProxyError> {
     let limits = &snap.limits;
-    // The deadline is only computed when the first read did not bring the whole head.
-    let mut deadline: Option<Instant> = None;
+    let mut deadline: Option<Instant> = started.map(|t| t + limits.header_read_timeout);
     loop {
         if parse_request(&c.rbuf, &limits.head, &mut s.req)? {
             return Ok(());
@@ -141,8 +155,9 @@ async fn read_head(c: &mut ClientConn, s: &mut Scratch, snap: &Snapshot) -> Resu
     }
 }
 
-/// Send the answer for `e`. Returns true when the connection may go on.
-async fn answer(c: &mut ClientConn, w: &Worker, e: &ProxyError) -> bool {
+/// Send the answer for `e`. Returns true when the connection may go on; `force_close` closes it
+/// anyway (head never parsed, or the connection's request cap reached).
+async fn answer(c: &mut ClientConn, w: &Worker, e: &ProxyError, force_close: bool) -> bool {
     let Some(a) = e.answer() else {
         tracing::debug!(error = %e, "connection closed without answer");
         return false;
@@ -155,8 +170,9 @@ async fn answer(c: &mut ClientConn, w: &Worker, e: &ProxyError) -> bool {
     if c.rid.is_empty() {
         w.next_request_id(&mut c.rid);
     }
-    let close = a.close || c.body_pending || !c.keep_alive || shutting_down();
-    let body = canned(a.status, a.reason, &c.rid, close, c.is_head, "");
+    let close = force_close || a.close || c.body_pending || !c.keep_alive || shutting_down();
+    let keep_alive_10 = if !close && c.http10 { "Connection: keep-alive\r\n" } else { "" };
+    let body = canned(a.status, a.reason, &c.rid, close, c.is_head, keep_alive_10);
     let ok = write_all(&mut c.stream, body, Duration::from_secs(5)).await.is_ok();
     ok && !close
 }

@@ -11,6 +11,9 @@ use std::ops::Range;
 /// The most header lines httparse is given room for; `limits.max_headers` may only be lower.
 pub const MAX_HEADERS_HARD: usize = 256;
 
+/// Most field names one request may list in Connection (each is compared with every header).
+pub const MAX_CONNECTION_TOKENS: usize = 32;
+
 /// Parser limits, copied from config.
 #[derive(Debug, Clone, Copy)]
 pub struct HeadLimits {
@@ -36,8 +39,10 @@ pub enum ParseError {
     HeadersTooLarge,
     #[error("unsupported expectation")]
     ExpectationFailed,
-    #[error("transfer coding not implemented")]
+    #[error("transfer coding or method not implemented")]
     NotImplemented,
+    #[error("HTTP version not supported")]
+    VersionNotSupported,
 }
 
 /// How the request body is delimited (RFC 9112 §6.3).
@@ -157,7 +162,13 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits, out: &mut RequestHead) -> 
     let status = match req.parse_with_uninit_headers(buf, &mut storage) {
         Ok(s) => s,
         Err(httparse::Error::TooManyHeaders) => return Err(ParseError::HeadersTooLarge),
-        Err(httparse::Error::Version) => return Err(ParseError::Malformed("unsupported HTTP version")),
+        Err(httparse::Error::Version) => {
+            return Err(if well_formed_version(buf) {
+                ParseError::VersionNotSupported
+            } else {
+                ParseError::Malformed("invalid HTTP version")
+            })
+        }
         Err(httparse::Error::HeaderName) => return Err(ParseError::Malformed("invalid header name")),
         Err(httparse::Error::HeaderValue) => return Err(ParseError::Malformed("invalid header value")),
         Err(httparse::Error::NewLine) => return Err(ParseError::Malformed("invalid line ending")),
@@ -217,6 +228,8 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits, out: &mut RequestHead) -> 
     let mut content_length: Option<u64> = None;
     let mut te_seen = false;
     let mut te_chunked_last = false;
+    // A coding other than chunked (gzip, …): ringgate does not decode them (RFC 9112 §6.1: 501).
+    let mut te_other = false;
     let mut upgrade_header = false;
     let mut connection_upgrade = false;
     for i in 0..count {
@@ -255,6 +268,9 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits, out: &mut RequestHead) -> 
                         return Err(ParseError::Malformed("chunked is not the final transfer coding"));
                     }
                     te_chunked_last = c.eq_ignore_ascii_case(b"chunked");
+                    if !te_chunked_last {
+                        te_other = true;
+                    }
                 }
             }
             HeaderKind::HopByHop => {
@@ -281,6 +297,9 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits, out: &mut RequestHead) -> 
                             // body it frames is forwarded would desynchronise the upstream.
                             return Err(ParseError::Malformed("Connection names a framing header"));
                         } else {
+                            if out.connection_tokens.len() >= MAX_CONNECTION_TOKENS {
+                                return Err(ParseError::Malformed("too many Connection options"));
+                            }
                             out.connection_tokens.push(offset(buf, t));
                         }
                     }
@@ -315,6 +334,7 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits, out: &mut RequestHead) -> 
         (true, Some(_)) => return Err(ParseError::Malformed("both Content-Length and Transfer-Encoding")),
         (true, None) if minor == 0 => return Err(ParseError::Malformed("Transfer-Encoding in an HTTP/1.0 request")),
         (true, None) if !te_chunked_last => return Err(ParseError::Malformed("final transfer coding is not chunked")),
+        (true, None) if te_other => return Err(ParseError::NotImplemented),
         (true, None) => BodyFraming::Chunked,
         (false, Some(0)) | (false, None) => BodyFraming::None,
         (false, Some(len)) => BodyFraming::Length(len),
@@ -349,6 +369,20 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits, out: &mut RequestHead) -> 
         return Err(ParseError::Malformed("invalid request target"));
     }
     Ok(true)
+}
+
+/// The request line ends in a well-formed `HTTP-version` (RFC 9112 §2.3) that httparse refused:
+/// a version ringgate does not speak (505), as opposed to garbage (400).
+fn well_formed_version(buf: &[u8]) -> bool {
+    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line = &buf[..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // method SP request-target SP HTTP-version, nothing else (else it is a malformed line).
+    if line.iter().filter(|&&b| b == b' ').count() != 2 {
+        return false;
+    }
+    let v = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
+    v.len() == 8 && v.starts_with(b"HTTP/") && v[5].is_ascii_digit() && v[6] == b'.' && v[7].is_ascii_digit()
 }
 
 fn connection_close_listed(req: &httparse::Request<'_, '_>, _minor: u8) -> bool {
@@ -521,8 +555,13 @@ mod tests {
             let raw = format!("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {te}\r\n\r\n");
             assert!(parse(raw.as_bytes()).is_err(), "{te:?}");
         }
-        let ok = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n";
+        let ok = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n";
         assert_eq!(parse(ok).expect("ok").framing(), BodyFraming::Chunked);
+        let gz = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
+        assert_eq!(parse(gz).err(), Some(ParseError::NotImplemented));
+        assert_eq!(parse(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n").err(), Some(ParseError::VersionNotSupported));
+        assert!(matches!(parse(b"GET / HTTP/1.x\r\nHost: x\r\n\r\n"), Err(ParseError::Malformed(_))));
+        assert!(matches!(parse(b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n"), Err(ParseError::Malformed(_))));
     }
 
     #[test]
