@@ -214,7 +214,40 @@ fn accept_recovers_from_emfile(driver: Driver) {
     assert_eq!(resp.body, echo_body("GET", "/after-emfile", b""));
 }
 
+/// CPUs each thread of `pid` may run on, by thread name (from /proc/PID/task/*/status).
+fn thread_cpus(pid: u32) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).expect("task dir").flatten() {
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        let field = |k: &str| status.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string());
+        if let (Some(name), Some(cpus)) = (field("Name:"), field("Cpus_allowed_list:")) {
+            out.push((name, cpus));
+        }
+    }
+    out
+}
+
+/// `pin_cores`: worker i runs only on pin_cores[i % len]; other threads are not pinned.
+fn pin_cores_pins_workers(driver: Driver) {
+    let up = TestUpstream::echo();
+    let last = std::thread::available_parallelism().map(|n| n.get() - 1).unwrap_or(0);
+    let config = format!(
+        "workers = 2\npin_cores = [{last}]\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\
+         [[upstreams]]\nname = \"up\"\ntargets = [\"{}\"]\n[[routes]]\nprefix = \"/\"\nupstream = \"up\"\n",
+        up.addr()
+    );
+    let gw = Gateway::start(&config, driver);
+    assert_proxies(gw.addr, "/pinned");
+    let threads = thread_cpus(gw.pid());
+    let workers: Vec<_> = threads.iter().filter(|(n, _)| n.starts_with("ringgate-w")).collect();
+    assert_eq!(workers.len(), 2, "threads: {threads:?}");
+    for (name, cpus) in workers {
+        assert_eq!(cpus, &last.to_string(), "{name} pinned to {cpus}, want {last}; threads: {threads:?}");
+    }
+}
+
 both_drivers!(
+    pin_cores_pins_workers,
     second_instance_refused_without_reuse_port_group,
     ipv6_listener,
     driver_is_logged,
