@@ -145,7 +145,8 @@ impl RequestHead {
     }
 }
 
-fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
+/// Where `part` (a sub-slice of `base`) lies in `base`.
+pub(crate) fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
     let start = part.as_ptr() as usize - base.as_ptr() as usize;
     start..start + part.len()
 }

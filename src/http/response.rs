@@ -6,7 +6,7 @@
 
 use std::ops::Range;
 
-use super::parse::{crlf_only, parse_content_length, trim_ows, HeaderKind, HeaderPos};
+use super::parse::{crlf_only, offset, parse_content_length, trim_ows, HeaderKind, HeaderPos};
 
 /// Most header lines accepted in an upstream response.
 pub const MAX_RESPONSE_HEADERS: usize = 128;
@@ -66,11 +66,6 @@ impl ResponseHead {
     pub fn named_by_connection(&self, buf: &[u8], name: &Range<usize>) -> bool {
         self.connection_tokens.iter().any(|t| buf[t.clone()].eq_ignore_ascii_case(&buf[name.clone()]))
     }
-}
-
-fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
-    let start = part.as_ptr() as usize - base.as_ptr() as usize;
-    start..start + part.len()
 }
 
 /// Parse a response head. `request_is_head` suppresses the body (RFC 9110 §9.3.2).
