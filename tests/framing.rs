@@ -1,10 +1,11 @@
 //! Request framing and smuggling defences (RFC 9112 §2.2, §3, §5, §6, §7; RFC 9110 §5, §8.6).
 //!
-//! Every rejection test checks four things: the response is a 400, it carries
-//! `Connection: close`, the gateway then closes the connection, and the upstream received exactly
-//! the complete requests it should have (none, or the valid ones sent before the bad one) plus a
-//! sentinel request sent afterwards on a fresh connection. Smuggled requests hidden in bodies
-//! (`/smuggled`) must never reach the upstream.
+//! Every rejection test checks four things: the response is a 400 (505 for an unsupported
+//! version, 501 for an unimplemented transfer coding), it carries `Connection: close`, the
+//! gateway then closes the connection, and the upstream received exactly the complete requests it
+//! should have (none, or the valid ones sent before the bad one) plus a sentinel request sent
+//! afterwards on a fresh connection. Smuggled requests hidden in bodies (`/smuggled`) must never
+//! reach the upstream.
 //!
 //! ringgate's policy where the RFCs leave a choice: any Content-Length that is not plain digits is
 //! rejected (even `1,1`, which RFC 9110 §8.6 would allow); CL together with TE is rejected (RFC 9112
@@ -300,6 +301,52 @@ fn bad_http_version_rfc9112_2_3(driver: Driver) {
     rejected(driver, b"GET / HTTP/1.x\r\nHost: test.local\r\n\r\n");
 }
 
+/// A well-formed version ringgate does not speak is a 505, not a 400 (RFC 9110 §15.6.6), and
+/// is closed like any other rejection; `HTTP/1.x` above stays a 400 (malformed, not unsupported).
+fn unsupported_http_version_505_rfc9110_15_6_6(driver: Driver) {
+    check_rejected(driver, b"GET / HTTP/2.0\r\nHost: test.local\r\n\r\n", &[], &[505]);
+}
+
+/// A transfer coding ringgate does not implement before the final chunked is a 501 (RFC 9112
+/// §6.1), not a 400, and the body (which would need decoding) is never forwarded.
+fn te_gzip_then_chunked_501_rfc9112_6_1(driver: Driver) {
+    let body = format!("{:x}\r\n{SMUGGLED}\r\n0\r\n\r\n", SMUGGLED.len());
+    check_rejected(driver, &post("Transfer-Encoding: gzip, chunked\r\n", &body), &[], &[501]);
+}
+
+/// `Connection: x-a0, x-a1, …` with `n` distinct option names, and a field for each.
+fn connection_options(n: usize) -> Vec<u8> {
+    let names: Vec<String> = (0..n).map(|i| format!("x-a{i}")).collect();
+    let mut raw = format!("GET /opts HTTP/1.1\r\nHost: test.local\r\nConnection: {}\r\n", names.join(", "));
+    for name in &names {
+        raw.push_str(&format!("{name}: v\r\n"));
+    }
+    raw.push_str("X-End-To-End: kept\r\n\r\n");
+    raw.into_bytes()
+}
+
+/// ringgate policy: more than 32 Connection options is a 400 (each one is compared with every
+/// field line when forwarding); a handful is fine and the fields they name are dropped as
+/// hop-by-hop (RFC 9110 §7.6.1).
+fn too_many_connection_options_rfc9110_7_6_1(driver: Driver) {
+    rejected(driver, &connection_options(33));
+
+    let up = TestUpstream::echo();
+    let gw = ConfigBuilder::proxy_to(up.addr()).start(driver);
+    let mut c = gw.client();
+    let resp = c.request(&connection_options(5));
+    assert_eq!(resp.status, 200, "5 Connection options: {}", resp.head_str());
+    let r = &up.wait_requests(1, PROMPT)[0];
+    for i in 0..5 {
+        let name = format!("x-a{i}");
+        assert!(!r.has_header(&name), "field {name} named by Connection was forwarded: {}", r.head_str());
+        assert!(!r.has_token("connection", &name), "Connection still names {name}: {}", r.head_str());
+    }
+    assert_eq!(r.header("x-end-to-end"), Some("kept"), "{}", r.head_str());
+    let again = c.request(&get("/again"));
+    assert_eq!(again.status, 200, "{}", again.head_str());
+}
+
 // ---- positive controls: valid framing the gateway must accept ----
 
 /// Chunk extensions and leading zeros in chunk sizes are valid (RFC 9112 §7.1, §7.1.1).
@@ -375,6 +422,9 @@ both_drivers!(
     request_line_double_space_rfc9112_3,
     space_in_request_target_rfc9112_3_2,
     bad_http_version_rfc9112_2_3,
+    unsupported_http_version_505_rfc9110_15_6_6,
+    te_gzip_then_chunked_501_rfc9112_6_1,
+    too_many_connection_options_rfc9110_7_6_1,
     chunk_extensions_and_leading_zeros_accepted_rfc9112_7_1_1,
     transfer_coding_name_case_insensitive_rfc9112_7,
     content_length_with_ows_accepted_rfc9112_5_1,

@@ -6,6 +6,10 @@
 #[macro_use]
 mod support;
 
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -155,6 +159,43 @@ fn slowloris_trickle_still_408(driver: Driver) {
     assert!(start.elapsed() < Duration::from_secs(3), "the trickle was served for {:?}", start.elapsed());
 }
 
+/// A connection's first head is timed from the accept, not from its first byte: a client that
+/// stays silent for 400 ms and then trickles its head (one byte every 50 ms, ~2 s for the whole
+/// 40-byte head) gets its 408 at header_read_timeout (600 ms) after connecting. Timed from the
+/// first byte it would come at ~1.0 s, and a client could hold the slot for timeout + silence.
+fn first_head_timed_from_accept(driver: Driver) {
+    let up = TestUpstream::echo();
+    let gw = ConfigBuilder::proxy_to(up.addr()).limit("header_read_timeout = \"600ms\"").start(driver);
+    let mut c = gw.client();
+    let connected = Instant::now();
+    let mut writer = c.stream().try_clone().expect("clone the client socket");
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_writer = Arc::clone(&stop);
+    // Silence, then trickling, are the stimulus here (on a thread, so the 408 is timed as it comes).
+    let trickle = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(400));
+        for byte in b"GET /slow HTTP/1.1\r\nHost: test.local\r\n\r\n" {
+            if stop_writer.load(Ordering::SeqCst) || writer.write_all(std::slice::from_ref(byte)).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let resp = c.read_response();
+    let took = connected.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    assert_eq!(resp.status, 408, "after {took:?}: {}", resp.head_str());
+    assert!(took >= Duration::from_millis(500), "408 after only {took:?}");
+    assert!(
+        took < Duration::from_millis(900),
+        "408 {took:?} after connecting: the header clock started at the first byte (400 ms), not at the accept"
+    );
+    assert!(resp.is_close(), "{}", resp.head_str());
+    c.assert_closed(PROMPT);
+    trickle.join().expect("trickle thread");
+    assert_eq!(up.heads_received(), 0);
+}
+
 /// An idle keep-alive connection is closed after keepalive_timeout, quietly (no unsolicited
 /// response that a client could mistake for the answer to its next request).
 fn keepalive_idle_timeout_closes(driver: Driver) {
@@ -193,6 +234,25 @@ fn max_requests_per_connection_closes(driver: Driver) {
         assert_eq!(resp.is_close(), i == 3, "request {i}: {}", resp.head_str());
     }
     c.assert_closed(PROMPT);
+}
+
+/// The request cap counts answers the gateway makes itself: when the last allowed request is a
+/// 404 (no route), that 404 says `Connection: close` and the connection closes (RFC 9112 §9.6).
+fn max_requests_per_connection_counts_error_answers(driver: Driver) {
+    let up = TestUpstream::echo();
+    let gw = ConfigBuilder::new()
+        .limit("max_requests_per_connection = 2")
+        .upstream("test", &[up.addr()], "")
+        .route("/api/", "test", "")
+        .start(driver);
+    let mut c = gw.client();
+    for i in 1..=2 {
+        let resp = c.request(&get(&format!("/nowhere{i}")));
+        assert_eq!(resp.status, 404, "request {i}: {}", resp.head_str());
+        assert_eq!(resp.is_close(), i == 2, "request {i}: {}", resp.head_str());
+    }
+    c.assert_closed(PROMPT);
+    assert_eq!(up.heads_received(), 0);
 }
 
 /// With pipelining, requests beyond the cap are neither answered nor forwarded.
@@ -240,9 +300,11 @@ both_drivers!(
     expect_continue_with_too_large_body_gets_413,
     slow_header_408,
     slowloris_trickle_still_408,
+    first_head_timed_from_accept,
     keepalive_idle_timeout_closes,
     keepalive_timer_resets_on_activity,
     max_requests_per_connection_closes,
+    max_requests_per_connection_counts_error_answers,
     max_requests_per_connection_pipelined,
     max_connections_per_worker_queues_second,
 );

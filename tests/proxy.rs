@@ -146,6 +146,29 @@ fn http10_with_keepalive_persists(driver: Driver) {
     c.assert_closed(PROMPT);
 }
 
+/// An HTTP/1.0 keep-alive request that the gateway answers itself (404, no route) keeps the
+/// connection and says so with `Connection: keep-alive` (RFC 9112 Appendix C.2.2): without it
+/// a 1.0 client takes the answer as the connection's last. A second request on it is answered.
+fn http10_keepalive_error_answer_persists(driver: Driver) {
+    let up = TestUpstream::echo();
+    let gw = ConfigBuilder::new().upstream("test", &[up.addr()], "").route("/api/", "test", "").start(driver);
+    let mut c = gw.client();
+    c.send(b"GET /nowhere HTTP/1.0\r\nHost: test.local\r\nConnection: keep-alive\r\n\r\n");
+    let resp = c.read_response();
+    assert_eq!(resp.status, 404, "{}", resp.head_str());
+    assert!(
+        resp.has_token("connection", "keep-alive"),
+        "a persistent answer to HTTP/1.0 must carry Connection: keep-alive: {}",
+        resp.head_str()
+    );
+    assert!(!resp.is_close(), "{}", resp.head_str());
+    assert!(matches!(resp.framing, Framing::Length(_)), "needs Content-Length to persist: {}", resp.head_str());
+    c.send(b"GET /api/x HTTP/1.0\r\nHost: test.local\r\nConnection: keep-alive\r\n\r\n");
+    let second = c.read_response();
+    assert_eq!(second.status, 200, "{}", second.head_str());
+    assert_eq!(second.body, echo_body("GET", "/api/x", b""));
+}
+
 /// An HTTP/1.0 client never receives Transfer-Encoding (RFC 9112 §6.1); a chunked upstream
 /// response is delivered decoded (close-delimited or with a Content-Length).
 fn http10_client_never_gets_chunked(driver: Driver) {
@@ -601,6 +624,7 @@ both_drivers!(
     pipelined_slow_response_stays_first,
     http10_without_keepalive_closes,
     http10_with_keepalive_persists,
+    http10_keepalive_error_answer_persists,
     http10_client_never_gets_chunked,
     head_response_has_no_body,
     no_body_for_204_and_304,

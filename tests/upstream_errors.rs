@@ -5,7 +5,11 @@
 #[macro_use]
 mod support;
 
-use std::io::Cursor;
+use std::io::{Cursor, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 use support::http::HttpReader;
 use support::*;
@@ -217,6 +221,114 @@ fn upstream_extra_bytes_not_served_to_next_request(driver: Driver) {
     assert_eq!(second.body, echo_body("GET", "/second", b""));
 }
 
+/// A raw upstream for timing tests. On each connection it reads one request head, then writes
+/// the pieces of `script` one by one with `gap` after each (the pacing is the stimulus), then
+/// keeps the connection open without sending more until the gateway closes it. It stops writing
+/// as soon as a write fails (the gateway gave up and closed).
+struct ScriptedUpstream {
+    addr: SocketAddr,
+    heads: Arc<AtomicUsize>,
+}
+
+impl ScriptedUpstream {
+    fn start(script: Vec<Vec<u8>>, gap: Duration) -> ScriptedUpstream {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind scripted upstream");
+        let addr = l.local_addr().expect("scripted upstream addr");
+        let heads = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&heads);
+        // The accept thread ends with the test process.
+        thread::spawn(move || {
+            for stream in l.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let script = script.clone();
+                let counter = Arc::clone(&counter);
+                thread::spawn(move || {
+                    let _ = s.set_nodelay(true);
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                    let mut got = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !got.ends_with(b"\r\n\r\n") {
+                        match s.read(&mut b) {
+                            Ok(1) => got.push(b[0]),
+                            _ => return,
+                        }
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    for piece in &script {
+                        if s.write_all(piece).is_err() {
+                            return;
+                        }
+                        thread::sleep(gap);
+                    }
+                    let mut sink = [0u8; 4096];
+                    while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+                });
+            }
+        });
+        ScriptedUpstream { addr, heads }
+    }
+
+    fn heads(&self) -> usize {
+        self.heads.load(Ordering::SeqCst)
+    }
+}
+
+const PROCESSING: &[u8] = b"HTTP/1.1 102 Processing\r\n\r\n";
+
+/// An upstream that sends `102 Processing` every 50 ms and never a final response: the route's
+/// response_timeout bounds the whole response head, interim responses included, so the client
+/// gets a 504 (or 502) within about the timeout, not an endless trickle of 1xx that keeps the
+/// exchange (and a pooled connection) alive. At most 16 interim responses are relayed.
+fn endless_interim_responses_bounded_by_response_timeout(driver: Driver) {
+    // 100 × 50 ms = 5 s of 102s, far past the 500 ms timeout.
+    let up = ScriptedUpstream::start(vec![PROCESSING.to_vec(); 100], Duration::from_millis(50));
+    let gw = ConfigBuilder::proxy_to(up.addr).all_routes("response_timeout = \"500ms\"").start(driver);
+    let mut c = gw.client();
+    let start = Instant::now();
+    c.send(&req("GET", "/", &[("X-Request-Id", "rid-interim-1")], b""));
+    let (interim, fin) = c.read_final_response();
+    let took = start.elapsed();
+    assert!(fin.status == 504 || fin.status == 502, "expected 504 or 502, got {}", fin.head_str());
+    assert!(took < Duration::from_secs(2), "final answer only after {took:?} and {} interim responses", interim.len());
+    assert!(interim.len() <= 16, "{} interim responses relayed (at most 16)", interim.len());
+    assert!(interim.iter().all(|r| r.status == 102), "{:?}", interim.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert!(fin.body_str().contains("rid-interim-1"), "error body lacks the request id: {:?}", fin.body_str());
+    assert_eq!(up.heads(), 1);
+}
+
+/// 40 interim responses in one burst, then silence, with a long response_timeout: the gateway
+/// stops after 16 relayed 1xx with a 502 instead of relaying them all and waiting for the timeout.
+fn interim_response_burst_capped_at_16(driver: Driver) {
+    let up = ScriptedUpstream::start(vec![PROCESSING.repeat(40)], Duration::ZERO);
+    let gw = ConfigBuilder::proxy_to(up.addr).all_routes("response_timeout = \"5s\"").start(driver);
+    let mut c = gw.client();
+    let start = Instant::now();
+    c.send(&get("/"));
+    let (interim, fin) = c.read_final_response();
+    let took = start.elapsed();
+    assert_eq!(fin.status, 502, "{}", fin.head_str());
+    assert!(interim.len() <= 16, "{} interim responses relayed (at most 16)", interim.len());
+    assert!(took < Duration::from_secs(2), "502 only after {took:?}: the cap did not end the exchange");
+}
+
+/// An upstream that drips its response head one byte every 100 ms: each byte must not restart
+/// response_timeout (one deadline for the whole head), so the client gets a 504 after about
+/// 500 ms, not the 200 after the ~4 s the drip takes.
+fn dripping_response_head_is_504(driver: Driver) {
+    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let up = ScriptedUpstream::start(head.iter().map(|&b| vec![b]).collect(), Duration::from_millis(100));
+    let gw = ConfigBuilder::proxy_to(up.addr).all_routes("response_timeout = \"500ms\"").start(driver);
+    let mut c = gw.client();
+    let start = Instant::now();
+    let resp = c.request(&req("GET", "/", &[("X-Request-Id", "rid-drip-1")], b""));
+    let took = start.elapsed();
+    assert_eq!(resp.status, 504, "after {took:?}: {}", resp.head_str());
+    assert!(took >= Duration::from_millis(400), "504 after only {took:?}");
+    assert!(took < Duration::from_secs(2), "504 only after {took:?}");
+    assert!(resp.body_str().contains("rid-drip-1"), "error body lacks the request id: {:?}", resp.body_str());
+    assert_eq!(up.heads(), 1);
+}
+
 both_drivers!(
     refused_is_502,
     hang_is_504,
@@ -231,4 +343,7 @@ both_drivers!(
     pooled_connection_closed_by_upstream_is_replaced,
     pool_idle_timeout_closes_upstream_connection,
     upstream_extra_bytes_not_served_to_next_request,
+    endless_interim_responses_bounded_by_response_timeout,
+    interim_response_burst_capped_at_16,
+    dripping_response_head_is_504,
 );
