@@ -101,6 +101,8 @@ pub struct Worker {
     pub in_flight: Cell<usize>,
     seq: Cell<u64>,
     seed: u64,
+    /// When the last upstream-error line was logged, and how many were skipped since.
+    error_log: Cell<(Option<std::time::Instant>, u64)>,
 }
 
 impl Worker {
@@ -121,6 +123,7 @@ impl Worker {
             in_flight: Cell::new(0),
             seq: Cell::new(0),
             seed: h.finish(),
+            error_log: Cell::new((None, 0)),
         }
     }
 
@@ -133,6 +136,21 @@ impl Worker {
         let mut pool = self.scratch.borrow_mut();
         if pool.len() < SCRATCH_POOL_MAX {
             pool.push(s);
+        }
+    }
+
+    /// Whether an error line may be logged now (one per second); `Some(n)`: n were skipped since.
+    pub fn error_log_gate(&self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        match self.error_log.get() {
+            (Some(last), skipped) if now.duration_since(last) < std::time::Duration::from_secs(1) => {
+                self.error_log.set((Some(last), skipped + 1));
+                None
+            }
+            (_, skipped) => {
+                self.error_log.set((Some(now), 0));
+                Some(skipped)
+            }
         }
     }
 

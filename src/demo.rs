@@ -15,6 +15,8 @@ use crate::http::body::BodyReader;
 use crate::http::parse::{parse_request, BodyFraming, HeadLimits, RequestHead};
 
 static CONNS: AtomicUsize = AtomicUsize::new(0);
+/// The demo echoes bodies back, so it holds them whole: bounded.
+const MAX_ECHO_BODY: usize = 16 << 20;
 
 /// Start the demo upstream on 127.0.0.1 with an OS-chosen port.
 pub fn start() -> io::Result<SocketAddr> {
@@ -67,12 +69,14 @@ fn serve(mut s: TcpStream) -> io::Result<()> {
             BodyFraming::Chunked => Some(BodyReader::chunked()),
         };
         while let Some(r) = reader.as_mut() {
-            let mut data = Vec::new();
             let p = r
-                .feed_with(&buf, |rg| data.extend_from_slice(&buf[rg]))
+                .feed_with(&buf, |rg| body.extend_from_slice(&buf[rg]))
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            body.extend_from_slice(&data);
             buf.drain(..p.consumed);
+            if body.len() > MAX_ECHO_BODY {
+                s.write_all(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+                return Ok(());
+            }
             if p.done {
                 break;
             }

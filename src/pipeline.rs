@@ -19,6 +19,7 @@ use crate::http::parse::BodyFraming;
 use crate::http::response::{parse_response, ResponseError, ResponseFraming};
 use crate::http::write::{forward_request_head, forward_response_head, ClientConn as ConnMode, ForwardCtx};
 use crate::net::io::{read_into_on, write_all_on, write_iov_on, ReadOutcome, WriteError};
+use crate::net::iov::IoSlices;
 use crate::shared::{Snapshot, Target, UpstreamGroup};
 use crate::upstream::pool::{connect, UpstreamConn};
 
@@ -179,21 +180,12 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         }
         if let Some(b) = body.as_mut() {
             if !c.rbuf.is_empty() {
-                // The limit counts payload bytes, not chunk framing.
-                let mut data = 0usize;
-                let p = b.feed_with(&c.rbuf, |r| data += r.len())?;
-                body_seen += data as u64;
-                if max_body > 0 && body_seen > max_body {
-                    return Err(ProxyError::BodyTooLarge);
-                }
-                iov.bufs_mut().push(c.rbuf.split_to(p.consumed).freeze());
+                let consumed = take_request_body(b, &c.rbuf, &mut body_seen, max_body)?;
+                iov.bufs_mut().push(c.rbuf.split_to(consumed).freeze());
             }
         }
         iov.seal();
-        let (res, back) = write_iov_on(&mut up.stream, iov, s.timer(), clock.cap(t.idle)?).await;
-        s.iov = back.unwrap_or_default();
-        s.iov.clear();
-        if let Err(e) = res {
+        if let Err(e) = send(&mut up.stream, s, iov, clock.cap(t.idle)?).await {
             if up.reused && attempt == 1 && retryable {
                 up = fresh(target, &clock, t.connect).await?;
                 continue;
@@ -209,13 +201,8 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
                 ReadOutcome::TimedOut => return Err(ProxyError::ClientBodyTimeout),
                 ReadOutcome::Err(e) => return Err(ProxyError::ClientIo(e)),
             }
-            let mut data = 0usize;
-            let p = b.feed_with(&c.rbuf, |r| data += r.len())?;
-            body_seen += data as u64;
-            if max_body > 0 && body_seen > max_body {
-                return Err(ProxyError::BodyTooLarge);
-            }
-            let chunk = c.rbuf.split_to(p.consumed).freeze();
+            let consumed = take_request_body(b, &c.rbuf, &mut body_seen, max_body)?;
+            let chunk = c.rbuf.split_to(consumed).freeze();
             write_all_on(&mut up.stream, chunk, s.timer(), clock.cap(t.idle)?).await.map_err(upstream_write)?;
         }
         c.body_pending = false;
@@ -251,10 +238,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
             let mut out = std::mem::take(&mut s.iov);
             forward_response_head(&interim, &s.resp, 1, ConnMode::KeepAlive, false, &mut s.extra, out.bufs_mut());
             out.seal();
-            let (res, back) = write_iov_on(&mut c.stream, out, s.timer(), clock.cap(t.idle)?).await;
-            s.iov = back.unwrap_or_default();
-            s.iov.clear();
-            res.map_err(client_write)?;
+            send(&mut c.stream, s, out, clock.cap(t.idle)?).await.map_err(client_write)?;
         }
         n = read_response_head(&mut up, s, &clock, head_deadline).await?;
     }
@@ -272,10 +256,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
             out.bufs_mut().push(up.buf.split().freeze());
         }
         out.seal();
-        let (res, back) = write_iov_on(&mut c.stream, out, s.timer(), clock.cap(t.idle)?).await;
-        s.iov = back.unwrap_or_default();
-        s.iov.clear();
-        res.map_err(client_write)?;
+        send(&mut c.stream, s, out, clock.cap(t.idle)?).await.map_err(client_write)?;
         return Ok(Next::Upgrade(up, t.idle));
     }
 
@@ -302,10 +283,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         take_body(b, &mut up.buf, dechunk, &mut s.ranges, out.bufs_mut()).map_err(ProxyError::UpstreamBody)?;
     }
     out.seal();
-    let (res, back) = write_iov_on(&mut c.stream, out, s.timer(), clock.cap(t.idle)?).await;
-    s.iov = back.unwrap_or_default();
-    s.iov.clear();
-    res.map_err(client_write)?;
+    send(&mut c.stream, s, out, clock.cap(t.idle)?).await.map_err(client_write)?;
 
     let started = |e: ProxyError| ProxyError::AfterResponseStarted(Box::new(e));
     while let Some(b) = rbody.as_mut().filter(|b| !b.is_done()) {
@@ -321,10 +299,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         take_body(b, &mut up.buf, dechunk, &mut s.ranges, out.bufs_mut())
             .map_err(|e| started(ProxyError::UpstreamBody(e)))?;
         out.seal();
-        let (res, back) = write_iov_on(&mut c.stream, out, s.timer(), clock.cap(t.idle).map_err(started)?).await;
-        s.iov = back.unwrap_or_default();
-        s.iov.clear();
-        res.map_err(client_write)?;
+        send(&mut c.stream, s, out, clock.cap(t.idle).map_err(started)?).await.map_err(client_write)?;
     }
 
     // Back to the pool only after an exact, complete exchange.
@@ -337,6 +312,31 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         c.rbuf = BytesMut::new();
     }
     Ok(if keep { Next::KeepAlive } else { Next::Close })
+}
+
+/// Write a sealed slice list, then hand the (cleared) list back to the scratch for reuse.
+async fn send<S: monoio::io::AsyncWriteRent>(
+    stream: &mut S,
+    s: &mut Scratch,
+    out: IoSlices,
+    wait: Duration,
+) -> Result<(), WriteError> {
+    let (res, back) = write_iov_on(stream, out, s.timer(), wait).await;
+    s.iov = back.unwrap_or_default();
+    s.iov.clear();
+    res
+}
+
+/// Feed the request body bytes at the front of `buf` to `b`: how many belong to the body. The
+/// route's limit counts payload bytes (chunk framing excluded) across calls in `seen`.
+fn take_request_body(b: &mut BodyReader, buf: &[u8], seen: &mut u64, max_body: u64) -> Result<usize, ProxyError> {
+    let mut data = 0usize;
+    let p = b.feed_with(buf, |r| data += r.len())?;
+    *seen += data as u64;
+    if max_body > 0 && *seen > max_body {
+        return Err(ProxyError::BodyTooLarge);
+    }
+    Ok(p.consumed)
 }
 
 /// Move the body bytes at the front of `buf` into `out` (as slices of it).

@@ -163,7 +163,11 @@ async fn answer(c: &mut ClientConn, w: &Worker, e: &ProxyError, force_close: boo
         return false;
     };
     if a.status >= 500 {
-        tracing::warn!(status = a.status, error = %e, request_id = %String::from_utf8_lossy(&c.rid), "upstream error");
+        // At most one line per second per worker: an upstream outage must not turn every request
+        // into a blocking write to stderr.
+        if let Some(suppressed) = w.error_log_gate() {
+            tracing::warn!(status = a.status, error = %e, request_id = %String::from_utf8_lossy(&c.rid), suppressed, "upstream error");
+        }
     } else {
         tracing::debug!(status = a.status, error = %e, "client error");
     }

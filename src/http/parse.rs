@@ -46,8 +46,9 @@ pub enum ParseError {
 }
 
 /// How the request body is delimited (RFC 9112 §6.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFraming {
+    #[default]
     None,
     Length(u64),
     Chunked,
@@ -94,7 +95,7 @@ pub struct RequestHead {
     pub minor: u8,
     pub headers: Vec<HeaderPos>,
     pub host: Option<Range<usize>>,
-    pub framing: BodyFramingSlot,
+    pub framing: BodyFraming,
     pub keep_alive: bool,
     pub expect_continue: bool,
     pub upgrade: bool,
@@ -106,26 +107,16 @@ pub struct RequestHead {
     pub target_authority: Option<Range<usize>>,
 }
 
-/// `BodyFraming` with a `Default`, so a `RequestHead` can be reused between requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyFramingSlot(pub BodyFraming);
-
-impl Default for BodyFramingSlot {
-    fn default() -> Self {
-        BodyFramingSlot(BodyFraming::None)
-    }
-}
-
 impl RequestHead {
     pub fn framing(&self) -> BodyFraming {
-        self.framing.0
+        self.framing
     }
 
     fn reset(&mut self) {
         self.headers.clear();
         self.connection_tokens.clear();
         self.host = None;
-        self.framing = BodyFramingSlot::default();
+        self.framing = BodyFraming::None;
         self.keep_alive = false;
         self.expect_continue = false;
         self.upgrade = false;
@@ -223,8 +214,6 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits, out: &mut RequestHead) -> 
     if method == "CONNECT" {
         return Err(ParseError::NotImplemented);
     }
-    out.keep_alive = minor == 1;
-
     let count = req.headers.len();
     let mut content_length: Option<u64> = None;
     let mut te_seen = false;
@@ -233,6 +222,8 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits, out: &mut RequestHead) -> 
     let mut te_other = false;
     let mut upgrade_header = false;
     let mut connection_upgrade = false;
+    let mut close_listed = false;
+    let mut keep_alive_listed = false;
     for i in 0..count {
         let h = &req.headers[i];
         let name = offset(buf, h.name.as_bytes());
@@ -283,11 +274,9 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits, out: &mut RequestHead) -> 
                             continue;
                         }
                         if t.eq_ignore_ascii_case(b"close") {
-                            out.keep_alive = false;
+                            close_listed = true;
                         } else if t.eq_ignore_ascii_case(b"keep-alive") {
-                            if minor == 0 {
-                                out.keep_alive = true;
-                            }
+                            keep_alive_listed = true;
                         } else if t.eq_ignore_ascii_case(b"upgrade") {
                             connection_upgrade = true;
                         } else if t.eq_ignore_ascii_case(b"content-length")
@@ -320,10 +309,8 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits, out: &mut RequestHead) -> 
         }
         out.headers.push(HeaderPos { name, value, line: offset(buf, h.name.as_bytes()).start..line_end, kind });
     }
-    // A Connection close from a 1.0 client with keep-alive listed stays close.
-    if connection_close_listed(&req, minor) {
-        out.keep_alive = false;
-    }
+    // RFC 9112 §9.3: 1.1 persists unless "close"; 1.0 only with "keep-alive" (and no "close").
+    out.keep_alive = !close_listed && (minor == 1 || keep_alive_listed);
 
     // RFC 9112 §3.2: a 1.1 request carries exactly one Host.
     if minor == 1 && out.host.is_none() {
@@ -331,7 +318,7 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits, out: &mut RequestHead) -> 
     }
 
     // RFC 9112 §6.1, §6.3: framing.
-    out.framing = BodyFramingSlot(match (te_seen, content_length) {
+    out.framing = match (te_seen, content_length) {
         (true, Some(_)) => return Err(ParseError::Malformed("both Content-Length and Transfer-Encoding")),
         (true, None) if minor == 0 => return Err(ParseError::Malformed("Transfer-Encoding in an HTTP/1.0 request")),
         (true, None) if !te_chunked_last => return Err(ParseError::Malformed("final transfer coding is not chunked")),
@@ -339,7 +326,7 @@ pub fn parse_request(buf: &[u8], limits: &HeadLimits, out: &mut RequestHead) -> 
         (true, None) => BodyFraming::Chunked,
         (false, Some(0)) | (false, None) => BodyFraming::None,
         (false, Some(len)) => BodyFraming::Length(len),
-    });
+    };
     out.upgrade = upgrade_header && connection_upgrade && minor == 1;
 
     // RFC 9112 §3.2: request target forms.
@@ -384,13 +371,6 @@ fn well_formed_version(buf: &[u8]) -> bool {
     }
     let v = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
     v.len() == 8 && v.starts_with(b"HTTP/") && v[5].is_ascii_digit() && v[6] == b'.' && v[7].is_ascii_digit()
-}
-
-fn connection_close_listed(req: &httparse::Request<'_, '_>, _minor: u8) -> bool {
-    req.headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("connection")
-            && h.value.split(|&b| b == b',').any(|t| trim_ows(t).eq_ignore_ascii_case(b"close"))
-    })
 }
 
 fn strip_scheme(t: &[u8]) -> Option<&[u8]> {

@@ -7,7 +7,7 @@
 //! framing) are put back.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::net::SocketAddr;
@@ -47,7 +47,7 @@ impl Hasher for AddrHasher {
 
 #[derive(Default)]
 pub struct Pool {
-    idle: RefCell<HashMap<SocketAddr, Vec<UpstreamConn>, BuildHasherDefault<AddrHasher>>>,
+    idle: RefCell<HashMap<SocketAddr, VecDeque<UpstreamConn>, BuildHasherDefault<AddrHasher>>>,
 }
 
 impl Pool {
@@ -55,7 +55,7 @@ impl Pool {
     pub fn take(&self, addr: SocketAddr, idle_timeout: Duration, now: Instant) -> Option<UpstreamConn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
-        while let Some(mut c) = list.pop() {
+        while let Some(mut c) = list.pop_back() {
             // Every reuse peeks (one non-blocking syscall): an upstream that closed, or that sent
             // bytes nobody asked for, must never have them read as the next request's response.
             if now.duration_since(c.idle_since) >= idle_timeout || !still_open(&c.stream) {
@@ -78,9 +78,9 @@ impl Pool {
         let list = idle.entry(c.addr).or_default();
         if list.len() >= max_idle {
             // Drop the oldest (front) to keep the warm ones.
-            list.remove(0);
+            list.pop_front();
         }
-        list.push(c);
+        list.push_back(c);
     }
 
     /// Close pooled connections idle longer than their timeout (called from a periodic task).
@@ -90,10 +90,6 @@ impl Pool {
             let t = idle_timeout(*addr);
             list.retain(|c| now.duration_since(c.idle_since) < t);
         }
-    }
-
-    pub fn idle_count(&self) -> usize {
-        self.idle.borrow().values().map(Vec::len).sum()
     }
 
     /// Close everything (shutdown).
