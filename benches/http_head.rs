@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use ringgate::http::parse::{parse_request, HeadLimits, RequestHead};
 use ringgate::http::write::{forward_request_head, ForwardCtx};
+use ringgate::route::HeaderOps;
 
 /// A browser-like API request head, ~600 bytes.
 fn typical_head() -> Bytes {
@@ -26,6 +27,8 @@ Cache-Control: no-cache\r\n\r\n";
     Bytes::from(h)
 }
 
+static NO_OPS: HeaderOps = HeaderOps { remove: Vec::new(), lines: Bytes::new() };
+
 fn ctx() -> ForwardCtx<'static> {
     ForwardCtx {
         client_ip: b"203.0.113.7",
@@ -37,6 +40,8 @@ fn ctx() -> ForwardCtx<'static> {
         manage_request_id: true,
         upstream_authority: b"10.0.0.5:8080",
         proto: b"http",
+        target: None,
+        headers: &NO_OPS,
     }
 }
 

@@ -74,6 +74,10 @@ pub struct Scratch {
     pub extra: BytesMut,
     pub iov: IoSlices,
     pub ranges: Vec<Range<usize>>,
+    /// The normalized path, when normalization changed it.
+    pub norm: Vec<u8>,
+    /// Route parameters (byte ranges of the normalized path).
+    pub params: crate::router::Params,
     /// The request's timer, re-armed for each wait (see `net::io`); made on first use.
     pub timer: Option<Pin<Box<Sleep>>>,
 }

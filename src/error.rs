@@ -23,6 +23,11 @@ pub enum ProxyError {
     ClientBodyTimeout,
     #[error("no route matches")]
     NoRoute,
+    #[error("path is malformed, climbs above the root, or holds an encoded slash")]
+    BadPath,
+    /// A route matched the path but not the method; the value is the Allow list.
+    #[error("method not allowed (allowed: {0})")]
+    MethodNotAllowed(String),
     #[error("client connection failed: {0}")]
     ClientIo(std::io::Error),
     // The upstream's side.
@@ -76,6 +81,8 @@ impl ProxyError {
             ProxyError::HeadTimeout => a(408, "Request Timeout", true),
             ProxyError::ClientBodyTimeout => a(408, "Request Timeout", true),
             ProxyError::NoRoute => a(404, "Not Found", false),
+            ProxyError::BadPath => a(400, "Bad Request", false),
+            ProxyError::MethodNotAllowed(_) => a(405, "Method Not Allowed", false),
             ProxyError::ClientIo(_) => None,
             ProxyError::UpstreamConnect(_) => a(502, "Bad Gateway", false),
             ProxyError::UpstreamTimeout => a(504, "Gateway Timeout", false),

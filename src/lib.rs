@@ -1,13 +1,15 @@
 //! ringgate: a thread-per-core HTTP/1.1 API gateway data plane on monoio.
 //!
 //! A request flows one way: `runtime` (accept) → `http::conn` (read head) → `http::parse`
-//! (framing rules) → `pipeline` (route, upstream, stream) → `upstream::pool` → back through
-//! `http::write`. `error` maps every failure to its one answer. `config` and `shared` build the
-//! immutable snapshot workers read; `core` is each worker's own state.
+//! (framing rules) → `pipeline` (→ `routing`: normalize, `router` lookup, the `route`'s action;
+//! then upstream, stream) → `upstream::pool` → back through `http::write`. `error` maps every
+//! failure to its one answer. `config` and `shared` build the immutable snapshot workers read;
+//! `reload` swaps it; `admin` serves the control endpoints; `core` is each worker's own state.
 //!
 //! Pure layers (no runtime, no sockets): error, config, http::{parse, body, response, write},
-//! shared. They are what benches/ and unit tests exercise directly.
+//! router, route, routing, shared. They are what benches/ and unit tests exercise directly.
 
+pub mod admin;
 pub mod config;
 pub mod core;
 pub mod demo;
@@ -15,6 +17,10 @@ pub mod error;
 pub mod http;
 pub mod net;
 pub mod pipeline;
+pub mod reload;
+pub mod route;
+pub mod router;
+pub mod routing;
 pub mod runtime;
 pub mod shared;
 pub mod upstream;

@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
+use ringgate::admin;
 use ringgate::config::{self, Config, DriverChoice, TargetSpec};
 use ringgate::core::SHUTDOWN;
 use ringgate::net::listener::bind_group;
+use ringgate::reload::{self, Reloader, Source};
 use ringgate::runtime::{self, WorkerSpec};
 use ringgate::shared::Snapshot;
 
@@ -67,7 +69,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     init_logging();
-    let (cfg, source, is_default) = match cli.command {
+    let (cfg, source, reload_source) = match cli.command {
         Some(Command::Check { file }) => {
             return match config::load_file(&file) {
                 Ok(c) => {
@@ -88,14 +90,14 @@ fn main() -> ExitCode {
             };
         }
         Some(Command::Run { config: path }) => match config::load_file(&path) {
-            Ok(c) => (c, path.display().to_string(), false),
+            Ok(c) => (c, path.display().to_string(), Source::File(path.clone())),
             Err(e) => {
                 eprint!("{}", e.render());
                 return ExitCode::FAILURE;
             }
         },
         None => match config::load_str(config::DEFAULT_CONFIG, "(embedded default)") {
-            Ok(c) => (c, "(embedded default)".to_string(), true),
+            Ok(c) => (c, "(embedded default)".to_string(), Source::Embedded),
             Err(e) => {
                 eprint!("{}", e.render());
                 return ExitCode::FAILURE;
@@ -103,7 +105,7 @@ fn main() -> ExitCode {
         },
     };
     let driver = cli.driver.as_deref().and_then(DriverChoice::parse).unwrap_or(cfg.driver);
-    match start(cfg, driver, &source, is_default) {
+    match start(cfg, driver, &source, reload_source) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             eprintln!("ringgate: {msg}");
@@ -112,14 +114,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn start(cfg: Config, driver: DriverChoice, source: &str, is_default: bool) -> Result<(), String> {
+fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source) -> Result<(), String> {
+    let is_default = matches!(reload_source, Source::Embedded);
     let needs_demo = cfg.upstreams.iter().any(|u| u.targets.contains(&TargetSpec::Demo));
     let demo = if needs_demo {
         Some(ringgate::demo::start().map_err(|e| format!("cannot start the demo upstream: {e}"))?)
     } else {
         None
     };
-    let shared = Arc::new(ArcSwap::from_pointee(Snapshot::build(&cfg, demo)));
+    let shared = Arc::new(ArcSwap::from_pointee(Snapshot::build(&cfg, demo, 1)));
+    let reloader = Reloader::new(shared.clone(), reload_source, &cfg, demo);
 
     // Bind everything before starting workers, so a busy port fails the start cleanly.
     let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..cfg.workers).map(|_| Vec::new()).collect();
@@ -132,7 +136,15 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, is_default: bool) -> R
         }
     }
 
-    install_signals()?;
+    let admin = match cfg.admin {
+        Some(a) => Some(admin::start(a, reloader.clone()).map_err(|e| format!("cannot bind admin listener {a}: {e}"))?),
+        None => None,
+    };
+    if cfg.reload.watch {
+        reload::watch(reloader.clone(), cfg.reload.debounce)
+            .map_err(|e| format!("cannot start the config watch: {e}"))?;
+    }
+    install_signals(reloader)?;
     let mut handles = Vec::new();
     for (id, listeners) in per_worker.into_iter().enumerate() {
         let core = if cfg.pin_cores.is_empty() { None } else { Some(cfg.pin_cores[id % cfg.pin_cores.len()]) };
@@ -156,6 +168,9 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, is_default: bool) -> R
     if let Some(d) = demo {
         println!("demo upstream on http://{d}");
     }
+    if let Some(a) = admin {
+        println!("admin on http://{a}");
+    }
     if is_default {
         if let Some(a) = bound.first() {
             println!("try:\n  curl -i http://{a}/hello\n  curl -i -X POST --data 'hi there' http://{a}/echo\n  curl -i -H 'Host: example.test' http://{a}/anything?x=1");
@@ -172,15 +187,19 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, is_default: bool) -> R
     Ok(())
 }
 
-/// SIGTERM/SIGINT: the first starts a graceful drain, the second exits at once.
-fn install_signals() -> Result<(), String> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+/// SIGTERM/SIGINT: the first starts a graceful drain, the second exits at once. SIGHUP: reload.
+fn install_signals(reloader: Arc<Reloader>) -> Result<(), String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     std::thread::Builder::new()
         .name("ringgate-signals".into())
         .spawn(move || {
             for sig in signals.forever() {
+                if sig == SIGHUP {
+                    let _ = reloader.reload("SIGHUP");
+                    continue;
+                }
                 if SHUTDOWN.swap(true, Ordering::SeqCst) {
                     eprintln!("ringgate: second signal ({sig}), exiting now");
                     std::process::exit(1);

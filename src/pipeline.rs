@@ -1,4 +1,4 @@
-//! The request path, top to bottom: route → limits → upstream connection → forward the head and
+//! The request path, top to bottom: route (`routing`; direct answers end here) → limits → upstream connection → forward the head and
 //! stream the body → read the response head (relaying 1xx) → stream the response back → pool.
 //!
 //! Every exit is either a `Next` (what the connection does next) or a `ProxyError`, which
@@ -8,7 +8,7 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::core::Scratch;
 use crate::core::{shutting_down, Worker};
@@ -17,9 +17,13 @@ use crate::http::body::{BodyError, BodyReader};
 use crate::http::conn::ClientConn;
 use crate::http::parse::BodyFraming;
 use crate::http::response::{parse_response, ResponseError, ResponseFraming};
-use crate::http::write::{forward_request_head, forward_response_head, ClientConn as ConnMode, ForwardCtx};
+use crate::http::write::{
+    forward_request_head, forward_response_head, ClientConn as ConnMode, ForwardCtx, ResponseCtx,
+};
 use crate::net::io::{read_into_on, write_all_on, write_iov_on, ReadOutcome, WriteError};
 use crate::net::iov::IoSlices;
+use crate::route::Action;
+use crate::routing;
 use crate::shared::{Snapshot, Target, UpstreamGroup};
 use crate::upstream::pool::{connect, UpstreamConn};
 
@@ -112,22 +116,26 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
     test_panic_hook(&head[s.req.path.clone()]);
 
     // Route.
-    let host = s.req.host_range().map(|r| &head[r.clone()]);
-    let path = &head[s.req.path.clone()];
-    let path: &[u8] = if path.first() == Some(&b'/') { path } else { b"/" };
-    let route = snap.route(host, path).ok_or(ProxyError::NoRoute)?;
-    let max_body = route.max_body_bytes;
+    let routed = routing::route(snap, &head, &s.req, &mut s.norm, &mut s.params, &mut s.extra)?;
+    let route = routed.route;
+    let (upstream, max_body, t) = match &route.action {
+        Action::Proxy { upstream, max_body_bytes, timeouts, .. } => (*upstream, *max_body_bytes, *timeouts),
+        _ => {
+            let (rhead, rbody) = routed.direct.unwrap_or_default();
+            return answer_direct(c, s, snap, rhead, rbody).await;
+        }
+    };
+    let target_override = routed.target;
     if let BodyFraming::Length(n) = framing {
         if max_body > 0 && n > max_body {
             return Err(ProxyError::BodyTooLarge);
         }
     }
-    let group: &UpstreamGroup = &snap.upstreams[route.upstream];
+    let group: &UpstreamGroup = &snap.upstreams[upstream];
     if group.targets.is_empty() {
         return Err(ProxyError::NoTarget);
     }
     let target = &group.targets[w.next_target(group.targets.len())];
-    let t = route.timeouts;
     let clock = Clock { deadline: t.total.map(|d| Instant::now() + d) };
 
     // Upstream connection: pooled, or new.
@@ -175,6 +183,8 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
                 manage_request_id: snap.forwarding.request_id,
                 upstream_authority: &target.authority,
                 proto: b"http",
+                target: target_override.as_ref(),
+                headers: &route.request_headers,
             };
             forward_request_head(&head, &s.req, &ctx, &mut s.extra, iov.bufs_mut());
         }
@@ -236,7 +246,8 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         let interim = up.buf.split_to(n).freeze();
         if s.req.minor == 1 && !(s.resp.status == 100 && sent_continue) {
             let mut out = std::mem::take(&mut s.iov);
-            forward_response_head(&interim, &s.resp, 1, ConnMode::KeepAlive, false, &mut s.extra, out.bufs_mut());
+            let ctx = ResponseCtx::plain(ConnMode::KeepAlive);
+            forward_response_head(&interim, &s.resp, &ctx, &mut s.extra, out.bufs_mut());
             out.seal();
             send(&mut c.stream, s, out, clock.cap(t.idle)?).await.map_err(client_write)?;
         }
@@ -251,7 +262,8 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         }
         let resp_head = up.buf.split_to(n).freeze();
         let mut out = std::mem::take(&mut s.iov);
-        forward_response_head(&resp_head, &s.resp, 1, ConnMode::Upgrade, false, &mut s.extra, out.bufs_mut());
+        let ctx = ResponseCtx::plain(ConnMode::Upgrade);
+        forward_response_head(&resp_head, &s.resp, &ctx, &mut s.extra, out.bufs_mut());
         if !up.buf.is_empty() {
             out.bufs_mut().push(up.buf.split().freeze());
         }
@@ -277,7 +289,8 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         ResponseFraming::UntilClose => Some(BodyReader::UntilClose),
     };
     let mut out = std::mem::take(&mut s.iov);
-    forward_response_head(&resp_head, &s.resp, s.req.minor, mode, dechunk, &mut s.extra, out.bufs_mut());
+    let ctx = ResponseCtx { client_minor: s.req.minor, conn: mode, dechunk, headers: &route.response_headers };
+    forward_response_head(&resp_head, &s.resp, &ctx, &mut s.extra, out.bufs_mut());
     drop(resp_head);
     if let Some(b) = rbody.as_mut() {
         take_body(b, &mut up.buf, dechunk, &mut s.ranges, out.bufs_mut()).map_err(ProxyError::UpstreamBody)?;
@@ -302,15 +315,51 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         send(&mut c.stream, s, out, clock.cap(t.idle).map_err(started)?).await.map_err(client_write)?;
     }
 
-    // Back to the pool only after an exact, complete exchange.
+    // Back to the pool only after an exact, complete exchange, and only while the target is
+    // still configured (a reload may have removed it while this request ran).
     let clean = s.resp.keep_alive && up.buf.is_empty() && rbody.as_ref().is_none_or(BodyReader::is_done);
-    if clean {
+    let latest = w.snapshot.get();
+    if clean && (std::ptr::eq(&**latest, snap) || latest.targets.contains(&up.addr)) {
         w.pool.put(up, group.max_idle_per_target, Instant::now());
     }
     if c.rbuf.capacity() > 64 * 1024 && c.rbuf.is_empty() {
         // A large body grew the buffer: do not park it on an idle connection.
         c.rbuf = BytesMut::new();
     }
+    Ok(if keep { Next::KeepAlive } else { Next::Close })
+}
+
+/// Answer a `respond` or `redirect` route: the prebuilt head, the connection's fields, the body.
+/// A request body is not read: the connection closes after the answer.
+async fn answer_direct(
+    c: &mut ClientConn,
+    s: &mut Scratch,
+    snap: &Snapshot,
+    head: Bytes,
+    body: Bytes,
+) -> Result<Next, ProxyError> {
+    let keep =
+        s.req.keep_alive && !c.body_pending && !shutting_down() && c.requests < snap.limits.max_requests_per_connection;
+    let mut out = std::mem::take(&mut s.iov);
+    out.bufs_mut().push(head);
+    let extra = &mut s.extra;
+    if snap.forwarding.request_id {
+        extra.put_slice(b"X-Request-Id: ");
+        extra.put_slice(&c.rid);
+        extra.put_slice(b"\r\n");
+    }
+    if !keep {
+        extra.put_slice(b"Connection: close\r\n");
+    } else if s.req.minor == 0 {
+        extra.put_slice(b"Connection: keep-alive\r\n");
+    }
+    extra.put_slice(b"\r\n");
+    out.bufs_mut().push(extra.split().freeze());
+    if !s.req.is_head && !body.is_empty() {
+        out.bufs_mut().push(body);
+    }
+    out.seal();
+    send(&mut c.stream, s, out, snap.limits.keepalive_timeout).await.map_err(client_write)?;
     Ok(if keep { Next::KeepAlive } else { Next::Close })
 }
 

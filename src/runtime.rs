@@ -143,11 +143,14 @@ async fn worker_main(spec: WorkerSpec) {
     }
     // Periodic work: shutdown check and pool sweep. Polling an atomic every 50 ms costs nothing
     // measurable and needs no cross-thread waker.
+    // A reload shows as a new generation: pooled connections to removed targets go at once.
     let mut last_sweep = Instant::now();
+    let mut generation = w.snapshot.get().generation;
     while !shutting_down() {
         monoio::time::sleep(Duration::from_millis(50)).await;
-        if last_sweep.elapsed() >= Duration::from_secs(1) {
-            let snap = w.snapshot.get();
+        let snap = w.snapshot.get();
+        if last_sweep.elapsed() >= Duration::from_secs(1) || snap.generation != generation {
+            generation = snap.generation;
             let now = Instant::now();
             w.pool.sweep(
                 |addr| {

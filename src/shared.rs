@@ -1,10 +1,10 @@
-//! The Snapshot: everything workers read and nobody mutates (routes, upstream groups, limits,
-//! forwarding rules), built whole off the workers and published behind one `ArcSwap`.
+//! The Snapshot: everything workers read and nobody mutates (compiled routes, upstream groups,
+//! limits, forwarding rules), built whole off the workers and published behind one `ArcSwap`.
 //!
 //! A request loads the snapshot once (through a per-worker cache, see `core::LocalSnapshot`) and
-//! keeps it to the end, so it never sees half of two configs. The router issue replaces the
-//! linear prefix matching here with a compiled trie.
+//! keeps it to the end, so it never sees half of two configs. `reload` builds and swaps them.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,9 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use ipnet::IpNet;
 
-use crate::config::{Config, Forwarding, Limits, RouteTimeouts, TargetSpec};
+use crate::config::{Config, Forwarding, Limits, TargetSpec};
+use crate::route::Route;
+use crate::router::Router;
 
 pub struct Target {
     pub addr: SocketAddr,
@@ -28,26 +30,22 @@ pub struct UpstreamGroup {
     pub idle_timeout: Duration,
 }
 
-pub struct Route {
-    pub prefix: Vec<u8>,
-    pub host: Option<Vec<u8>>,
-    pub upstream: usize,
-    pub max_body_bytes: u64,
-    pub timeouts: RouteTimeouts,
-}
-
 pub struct Snapshot {
+    /// 1 for the config the process started with, +1 per successful reload.
+    pub generation: u64,
     pub limits: Limits,
     pub forwarding: Forwarding,
     pub upstreams: Vec<UpstreamGroup>,
-    /// Sorted so the first match is the answer: host routes first, then longer prefixes.
     pub routes: Vec<Route>,
+    pub router: Router,
+    /// Every target address, for dropping pooled connections to removed ones.
+    pub targets: HashSet<SocketAddr>,
 }
 
 impl Snapshot {
     /// Build from a validated config; `demo` is the built-in demo upstream's address if started.
-    pub fn build(cfg: &Config, demo: Option<SocketAddr>) -> Snapshot {
-        let upstreams = cfg
+    pub fn build(cfg: &Config, demo: Option<SocketAddr>, generation: u64) -> Snapshot {
+        let upstreams: Vec<UpstreamGroup> = cfg
             .upstreams
             .iter()
             .map(|u| UpstreamGroup {
@@ -66,32 +64,16 @@ impl Snapshot {
                 idle_timeout: u.idle_timeout,
             })
             .collect();
-        let mut routes: Vec<Route> = cfg
-            .routes
-            .iter()
-            .map(|r| Route {
-                prefix: r.prefix.as_bytes().to_vec(),
-                host: r.host.as_ref().map(|h| h.as_bytes().to_vec()),
-                upstream: r.upstream,
-                max_body_bytes: r.max_body_bytes,
-                timeouts: r.timeouts,
-            })
-            .collect();
-        routes.sort_by(|a, b| b.host.is_some().cmp(&a.host.is_some()).then(b.prefix.len().cmp(&a.prefix.len())));
-        Snapshot { limits: cfg.limits.clone(), forwarding: cfg.forwarding.clone(), upstreams, routes }
-    }
-
-    /// The route for a host (port and case ignored) and path.
-    pub fn route(&self, host: Option<&[u8]>, path: &[u8]) -> Option<&Route> {
-        let host = host.map(strip_port);
-        self.routes.iter().find(|r| {
-            let host_ok = match (&r.host, host) {
-                (None, _) => true,
-                (Some(h), Some(req)) => h.eq_ignore_ascii_case(req),
-                (Some(_), None) => false,
-            };
-            host_ok && path.starts_with(&r.prefix)
-        })
+        let targets = upstreams.iter().flat_map(|g| g.targets.iter().map(|t| t.addr)).collect();
+        Snapshot {
+            generation,
+            limits: cfg.limits.clone(),
+            forwarding: cfg.forwarding.clone(),
+            upstreams,
+            routes: cfg.routes.clone(),
+            router: cfg.router.clone(),
+            targets,
+        }
     }
 
     pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
@@ -103,53 +85,5 @@ impl Snapshot {
     }
 }
 
-fn strip_port(h: &[u8]) -> &[u8] {
-    if h.first() == Some(&b'[') {
-        return match h.iter().position(|&b| b == b']') {
-            Some(e) => &h[..=e],
-            None => h,
-        };
-    }
-    match h.iter().rposition(|&b| b == b':') {
-        Some(p) => &h[..p],
-        None => h,
-    }
-}
-
 /// The process-wide published snapshot.
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::load_str;
-
-    #[test]
-    fn longest_prefix_and_host_first() {
-        let src = r#"
-[[listeners]]
-address = "127.0.0.1:0"
-[[upstreams]]
-name = "a"
-targets = ["127.0.0.1:1"]
-[[upstreams]]
-name = "b"
-targets = ["127.0.0.1:2"]
-[[routes]]
-prefix = "/"
-upstream = "a"
-[[routes]]
-prefix = "/api/"
-upstream = "b"
-[[routes]]
-prefix = "/"
-host = "x.example"
-upstream = "b"
-"#;
-        let cfg = load_str(src, "t").expect("valid");
-        let s = Snapshot::build(&cfg, None);
-        assert_eq!(s.route(Some(b"y"), b"/api/v1").map(|r| r.upstream), Some(1));
-        assert_eq!(s.route(Some(b"y"), b"/other").map(|r| r.upstream), Some(0));
-        assert_eq!(s.route(Some(b"X.example:8080"), b"/other").map(|r| r.upstream), Some(1));
-    }
-}

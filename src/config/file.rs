@@ -1,6 +1,8 @@
 //! The config file as written (serde mirror). Every table denies unknown keys; values that need
 //! checking are kept as text with their span so `validate` can name the line.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -23,7 +25,24 @@ pub struct RawConfig {
     #[serde(default)]
     pub upstreams: Vec<RawUpstream>,
     #[serde(default)]
-    pub routes: Vec<RawRoute>,
+    pub routes: Vec<Spanned<RawRoute>>,
+    pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub reload: RawReload,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub address: Text,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReload {
+    #[serde(default)]
+    pub watch: bool,
+    pub debounce: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,12 +116,69 @@ pub struct RawUpstream {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
-    pub prefix: Text,
+    pub name: Option<Text>,
     pub host: Option<Text>,
-    pub upstream: Text,
+    pub path: Option<Text>,
+    pub prefix: Option<Text>,
+    pub methods: Option<Vec<Text>>,
+    #[serde(default)]
+    pub match_headers: Vec<RawCond>,
+    #[serde(default)]
+    pub match_query: Vec<RawCond>,
+    #[serde(default)]
+    pub allow_encoded_slash: bool,
+    pub upstream: Option<Text>,
+    pub rewrite: Option<Spanned<RawRewrite>>,
+    pub respond: Option<Spanned<RawRespond>>,
+    pub redirect: Option<Spanned<RawRedirect>>,
+    pub request_headers: Option<Spanned<RawHeaderOps>>,
+    pub response_headers: Option<Spanned<RawHeaderOps>>,
     pub max_body_bytes: Option<Spanned<i64>>,
     pub connect_timeout: Option<Text>,
     pub response_timeout: Option<Text>,
     pub idle_timeout: Option<Text>,
     pub total_timeout: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCond {
+    pub name: Text,
+    pub value: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRewrite {
+    pub strip_prefix: Option<Text>,
+    pub replace_prefix: Option<Text>,
+    pub template: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRespond {
+    pub status: Spanned<i64>,
+    #[serde(default)]
+    pub body: String,
+    pub content_type: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedirect {
+    pub status: Option<Spanned<i64>>,
+    pub location: Text,
+    pub keep_query: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaderOps {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
 }

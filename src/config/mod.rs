@@ -5,6 +5,7 @@
 //! worker). Produces a [`Config`] that `shared::Snapshot::build` turns into what workers read.
 
 mod file;
+mod routes;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
@@ -15,6 +16,8 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use crate::http::parse::{HeadLimits, MAX_HEADERS_HARD};
+use crate::route::Route;
+use crate::router::Router;
 
 /// The config used when ringgate starts with no arguments.
 pub const DEFAULT_CONFIG: &str = r#"# ringgate's embedded default: a proxy on 127.0.0.1:8080 in front of the built-in demo upstream.
@@ -58,7 +61,19 @@ pub struct Config {
     pub forwarding: Forwarding,
     pub drain_timeout: Duration,
     pub upstreams: Vec<UpstreamCfg>,
-    pub routes: Vec<RouteCfg>,
+    pub routes: Vec<Route>,
+    /// The routes compiled (index = position in `routes`).
+    pub router: Router,
+    /// Admin listener (`POST /reload`, `GET /status`); None = off.
+    pub admin: Option<SocketAddr>,
+    pub reload: ReloadCfg,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReloadCfg {
+    /// Poll the config file and reload when it changed and then stayed unchanged for `debounce`.
+    pub watch: bool,
+    pub debounce: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -105,15 +120,6 @@ pub struct UpstreamCfg {
     pub idle_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
-pub struct RouteCfg {
-    pub prefix: String,
-    pub host: Option<String>,
-    pub upstream: usize,
-    pub max_body_bytes: u64,
-    pub timeouts: RouteTimeouts,
-}
-
 #[derive(Debug, Clone, Copy)]
 pub struct RouteTimeouts {
     pub connect: Duration,
@@ -152,14 +158,18 @@ impl ConfigError {
     }
 }
 
-struct Checker<'a> {
-    src: &'a str,
+struct Checker {
+    /// Byte offset where each line after the first starts (a route table has many lines).
+    newlines: Vec<usize>,
     issues: Vec<Issue>,
 }
 
-impl Checker<'_> {
+impl Checker {
+    fn new(src: &str) -> Checker {
+        Checker { newlines: memchr::memchr_iter(b'\n', src.as_bytes()).collect(), issues: Vec::new() }
+    }
     fn line_of(&self, span: std::ops::Range<usize>) -> usize {
-        self.src[..span.start.min(self.src.len())].matches('\n').count() + 1
+        self.newlines.partition_point(|&n| n < span.start) + 1
     }
     fn err(&mut self, span: Option<std::ops::Range<usize>>, key: impl Into<String>, message: impl Into<String>) {
         let line = span.map(|s| self.line_of(s));
@@ -209,7 +219,7 @@ pub fn load_str(src: &str, file: &str) -> Result<Config, ConfigError> {
             issues: vec![Issue { line, key: "(syntax)".into(), message: e.message().trim().to_string() }],
         }
     })?;
-    let mut c = Checker { src, issues: Vec::new() };
+    let mut c = Checker::new(src);
     let cfg = validate(&raw, &mut c);
     if c.issues.is_empty() {
         Ok(cfg)
@@ -222,7 +232,7 @@ fn available_cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
-fn validate(raw: &RawConfig, c: &mut Checker<'_>) -> Config {
+fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
     let workers = c.int(&raw.workers, "workers", available_cpus() as i64, 1, 1024) as usize;
     let cpus = available_cpus().max(1) as i64;
     let mut pin_cores = Vec::new();
@@ -370,52 +380,38 @@ fn validate(raw: &RawConfig, c: &mut Checker<'_>) -> Config {
         upstreams.push(UpstreamCfg { name, targets, max_idle_per_target: max_idle, idle_timeout });
     }
 
-    if raw.routes.is_empty() {
-        c.err(None, "routes", "no route configured (add a [[routes]] table with prefix = \"/\" and upstream = NAME)");
-    }
-    let mut routes = Vec::new();
-    for (i, r) in raw.routes.iter().enumerate() {
-        let prefix = r.prefix.get_ref().clone();
-        if !prefix.starts_with('/') {
-            c.err(Some(r.prefix.span()), format!("routes[{i}].prefix"), format!("{prefix:?} must start with '/'"));
-        }
-        let host = r.host.as_ref().map(|h| h.get_ref().to_ascii_lowercase());
-        let upstream = match upstreams.iter().position(|u| &u.name == r.upstream.get_ref()) {
-            Some(u) => u,
-            None => {
-                let known: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
-                c.err(
-                    Some(r.upstream.span()),
-                    format!("routes[{i}].upstream"),
-                    format!("no upstream named {:?} (defined: {known:?})", r.upstream.get_ref()),
-                );
-                0
-            }
-        };
-        let total = c.duration(&r.total_timeout, &format!("routes[{i}].total_timeout"), Duration::ZERO);
-        let timeouts = RouteTimeouts {
-            connect: c.duration(&r.connect_timeout, &format!("routes[{i}].connect_timeout"), Duration::from_secs(2)),
-            response: c.duration(
-                &r.response_timeout,
-                &format!("routes[{i}].response_timeout"),
-                Duration::from_secs(30),
-            ),
-            idle: c.duration(&r.idle_timeout, &format!("routes[{i}].idle_timeout"), Duration::from_secs(60)),
-            total: (!total.is_zero()).then_some(total),
-        };
-        if routes.iter().any(|x: &RouteCfg| x.prefix == prefix && x.host == host) {
-            c.err(
-                Some(r.prefix.span()),
-                format!("routes[{i}]"),
-                format!("another route has the same prefix {prefix:?} and host (remove one)"),
-            );
-        }
-        let max_body_bytes =
-            c.int(&r.max_body_bytes, &format!("routes[{i}].max_body_bytes"), default_body as i64, 0, i64::MAX) as u64;
-        routes.push(RouteCfg { prefix, host, upstream, max_body_bytes, timeouts });
-    }
+    let (routes, router) = routes::validate_routes(c, &raw.routes, &upstreams, default_body);
 
-    Config { workers, pin_cores, driver, listeners, limits, forwarding, drain_timeout, upstreams, routes }
+    let admin = raw.admin.as_ref().and_then(|a| match a.address.get_ref().parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            c.err(
+                Some(a.address.span()),
+                "admin.address",
+                format!("{:?} is not IP:port (write \"127.0.0.1:9901\")", a.address.get_ref()),
+            );
+            None
+        }
+    });
+    let reload = ReloadCfg {
+        watch: raw.reload.watch,
+        debounce: c.duration(&raw.reload.debounce, "reload.debounce", Duration::from_millis(500)),
+    };
+
+    Config {
+        workers,
+        pin_cores,
+        driver,
+        listeners,
+        limits,
+        forwarding,
+        drain_timeout,
+        upstreams,
+        routes,
+        router,
+        admin,
+        reload,
+    }
 }
 
 fn resolve(s: &str) -> Result<SocketAddr, String> {

@@ -68,16 +68,29 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, w: Rc<Worker>) {
     let mut head_started = Some(Instant::now());
     drop(snap);
     loop {
-        // One snapshot per request: a keep-alive connection sees a reload at its next request.
-        let snap = w.snapshot.get();
         c.rid.clear();
         c.body_pending = false;
         c.is_head = false;
         c.http10 = false;
-        // Idle wait: nothing of a request is held yet.
-        if c.rbuf.is_empty() && !wait_for_bytes(&mut c, &snap).await {
-            return;
+        // Idle wait: nothing of a request is held yet, not even the snapshot (an idle
+        // connection must neither keep an old config alive nor use it for its next request).
+        if c.rbuf.is_empty() {
+            let wait = {
+                let snap = w.snapshot.get();
+                let l = &snap.limits;
+                if c.requests == 0 {
+                    l.header_read_timeout
+                } else {
+                    l.keepalive_timeout
+                }
+            };
+            if !wait_for_bytes(&mut c, wait).await {
+                return;
+            }
         }
+        // One snapshot per request, loaded when its first bytes are here: a keep-alive
+        // connection sees a reload at its next request.
+        let snap = w.snapshot.get();
         let mut s = w.take_scratch();
         match read_head(&mut c, &mut s, &snap, head_started.take()).await {
             Ok(()) => {}
@@ -114,14 +127,11 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, w: Rc<Worker>) {
 }
 
 /// Wait for the first bytes of the next request. False: the client closed, or stayed silent
-/// past the keep-alive timeout (or the header timeout, on a new connection); nothing to answer.
-async fn wait_for_bytes(c: &mut ClientConn, snap: &Snapshot) -> bool {
-    let limits = &snap.limits;
-    let first = c.requests == 0;
-    if shutting_down() && !first {
+/// past `wait` (the keep-alive timeout, or the header timeout on a new connection).
+async fn wait_for_bytes(c: &mut ClientConn, wait: Duration) -> bool {
+    if shutting_down() && c.requests > 0 {
         return false;
     }
-    let wait = if first { limits.header_read_timeout } else { limits.keepalive_timeout };
     matches!(read_into(&mut c.stream, &mut c.rbuf, 512, wait).await, ReadOutcome::Data(_))
 }
 
@@ -175,8 +185,15 @@ async fn answer(c: &mut ClientConn, w: &Worker, e: &ProxyError, force_close: boo
         w.next_request_id(&mut c.rid);
     }
     let close = force_close || a.close || c.body_pending || !c.keep_alive || shutting_down();
-    let keep_alive_10 = if !close && c.http10 { "Connection: keep-alive\r\n" } else { "" };
-    let body = canned(a.status, a.reason, &c.rid, close, c.is_head, keep_alive_10);
+    let mut extra = String::new();
+    if !close && c.http10 {
+        extra.push_str("Connection: keep-alive\r\n");
+    }
+    if let ProxyError::MethodNotAllowed(allow) = e {
+        // RFC 9110 §15.5.6: a 405 carries Allow.
+        extra.push_str(&format!("Allow: {allow}\r\n"));
+    }
+    let body = canned(a.status, a.reason, &c.rid, close, c.is_head, &extra);
     let ok = write_all(&mut c.stream, body, Duration::from_secs(5)).await.is_ok();
     ok && !close
 }
@@ -257,6 +274,7 @@ mod size_probe {
             let shared = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(crate::shared::Snapshot::build(
                 &crate::config::load_str(crate::config::DEFAULT_CONFIG, "d").expect("cfg"),
                 None,
+                1,
             )));
             let w = std::rc::Rc::new(crate::core::Worker::new(0, shared));
             let sl = monoio::time::sleep(std::time::Duration::from_secs(1));

@@ -9,6 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::parse::{HeaderKind, RequestHead};
 use super::response::ResponseHead;
+use crate::route::HeaderOps;
 
 /// Per-request facts the request head builder needs besides the head itself.
 pub struct ForwardCtx<'a> {
@@ -27,6 +28,10 @@ pub struct ForwardCtx<'a> {
     pub upstream_authority: &'a [u8],
     /// "http" or "https".
     pub proto: &'static [u8],
+    /// Path and query to send instead of the client's (normalized or rewritten by the route).
+    pub target: Option<&'a Bytes>,
+    /// The route's request header changes.
+    pub headers: &'a HeaderOps,
 }
 
 static HTTP11_CRLF: &[u8] = b" HTTP/1.1\r\n";
@@ -77,8 +82,13 @@ pub fn forward_request_head(
 ) {
     // Request line: unchanged when it is already origin-form HTTP/1.1.
     // The request line starts at the method: empty lines before it (RFC 9112 §2.2) are dropped.
-    let open = if req.minor == 1 && req.path == req.target {
+    let open = if req.minor == 1 && req.path == req.target && ctx.target.is_none() {
         req.method.start..req.request_line_end
+    } else if let Some(t) = ctx.target {
+        out.push(head.slice(req.method.start..req.method.end + 1));
+        out.push(t.clone());
+        out.push(Bytes::from_static(HTTP11_CRLF));
+        req.request_line_end..req.request_line_end
     } else {
         out.push(head.slice(req.method.start..req.method.end + 1));
         // RFC 9112 §3.2.1: an absolute-form target with an empty path is sent as "/".
@@ -93,7 +103,11 @@ pub fn forward_request_head(
     let trusted = ctx.trusted_peer;
     let mut have_proto = false;
     let mut have_fwd_host = false;
+    let ops = ctx.headers;
     let lines = req.headers.iter().map(|h| {
+        if !ops.remove.is_empty() && ops.removes(&buf[h.name.clone()]) && h.kind != HeaderKind::HopByHop {
+            return (h.line.clone(), false);
+        }
         let keep = match h.kind {
             HeaderKind::Other | HeaderKind::Host | HeaderKind::ContentLength | HeaderKind::TransferEncoding => {
                 !req.named_by_connection(buf, &h.name)
@@ -122,7 +136,7 @@ pub fn forward_request_head(
     if req.upgrade {
         extra.put_slice(b"Connection: upgrade\r\n");
     }
-    if req.host.is_none() {
+    if req.host.is_none() && !ops.removes(b"host") {
         extra.put_slice(b"Host: ");
         match &req.target_authority {
             Some(a) => extra.put_slice(&buf[a.clone()]),
@@ -153,6 +167,7 @@ pub fn forward_request_head(
         extra.put_slice(id);
         extra.put_slice(b"\r\n");
     }
+    extra.put_slice(&ops.lines);
     extra.put_slice(b"\r\n");
     out.push(extra.split().freeze());
 }
@@ -165,17 +180,35 @@ pub enum ClientConn {
     Upgrade,
 }
 
+/// How a response head is turned for the client.
+pub struct ResponseCtx<'a> {
+    /// The client's HTTP/1.x minor version.
+    pub client_minor: u8,
+    pub conn: ClientConn,
+    /// The body is being decoded for an HTTP/1.0 client, so Transfer-Encoding is dropped.
+    pub dechunk: bool,
+    /// The route's response header changes (none for interim and 101 responses).
+    pub headers: &'a HeaderOps,
+}
+
+static NO_HEADER_OPS: HeaderOps = HeaderOps { remove: Vec::new(), lines: Bytes::new() };
+
+impl ResponseCtx<'static> {
+    /// An interim (1xx) or 101 response: relayed without the route's header changes.
+    pub fn plain(conn: ClientConn) -> Self {
+        ResponseCtx { client_minor: 1, conn, dechunk: false, headers: &NO_HEADER_OPS }
+    }
+}
+
 /// Build the response head sent to the client.
-/// `dechunk`: the body is being decoded for an HTTP/1.0 client, so Transfer-Encoding is dropped.
 pub fn forward_response_head(
     head: &Bytes,
     resp: &ResponseHead,
-    client_minor: u8,
-    conn: ClientConn,
-    dechunk: bool,
+    ctx: &ResponseCtx<'_>,
     extra: &mut BytesMut,
     out: &mut Vec<Bytes>,
 ) {
+    let (client_minor, conn, dechunk, ops) = (ctx.client_minor, ctx.conn, ctx.dechunk, ctx.headers);
     let open = if resp.minor == 1 {
         resp.status_start..resp.status_line_end
     } else {
@@ -187,6 +220,7 @@ pub fn forward_response_head(
     let lines = resp.headers.iter().map(|h| {
         let keep = match h.kind {
             HeaderKind::HopByHop => false,
+            HeaderKind::Other if !ops.remove.is_empty() && ops.removes(&buf[h.name.clone()]) => false,
             HeaderKind::Upgrade => conn == ClientConn::Upgrade,
             // Framing fields stay even if Connection names them: the body is framed by them.
             HeaderKind::TransferEncoding => !dechunk,
@@ -203,6 +237,7 @@ pub fn forward_response_head(
         ClientConn::KeepAlive if client_minor == 0 => extra.put_slice(b"Connection: keep-alive\r\n"),
         ClientConn::KeepAlive => {}
     }
+    extra.put_slice(&ops.lines);
     extra.put_slice(b"\r\n");
     out.push(extra.split().freeze());
 }
@@ -256,6 +291,8 @@ mod tests {
             manage_request_id: true,
             upstream_authority: b"up:80",
             proto: b"http",
+            target: None,
+            headers: &HeaderOps::default(),
         };
         let mut extra = BytesMut::new();
         let mut out = Vec::new();
@@ -284,6 +321,8 @@ mod tests {
             manage_request_id: true,
             upstream_authority: b"up:80",
             proto: b"http",
+            target: None,
+            headers: &HeaderOps::default(),
         };
         let mut extra = BytesMut::new();
         let mut out = Vec::new();

@@ -1,5 +1,6 @@
 //! Starting the real `ringgate` binary: config in a temp file, stdout/stderr drained by threads,
-//! the listening address parsed from the banner, the child killed on drop.
+//! the listening (and admin) addresses parsed from the banners, the child killed on drop; and
+//! small helpers to call the admin listener.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -11,11 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::client::Client;
+use super::client::{req, Client};
 
 /// How long the binary may take to print every `listening on` banner.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 const BANNER: &str = "listening on http://";
+/// Printed once when the config has an `[admin]` section.
+const ADMIN_BANNER: &str = "admin on http://";
 
 /// The I/O driver the gateway runs on (`--driver`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,14 +82,17 @@ pub struct Gateway {
     pub addr: SocketAddr,
     /// Addresses of every listener, in banner order.
     pub addrs: Vec<SocketAddr>,
+    /// Address of the admin listener, from its banner (only when the config has `[admin]`).
+    admin: Option<SocketAddr>,
     log: Log,
     exit: Option<ExitStatus>,
-    _config: TempFile,
+    config: TempFile,
 }
 
 impl Gateway {
     /// Writes `config` to a temp file, runs `ringgate run --config FILE --driver D` and waits for
-    /// one `listening on` banner per `[[listeners]]` table.
+    /// one `listening on` banner per `[[listeners]]` table, and for the `admin on` banner when the
+    /// config has an `[admin]` section.
     pub fn start(config: &str, driver: Driver) -> Gateway {
         Gateway::start_with_env(config, driver, &[])
     }
@@ -102,6 +108,7 @@ impl Gateway {
     pub fn start_custom(config: &str, driver: &str, env: &[(&str, &str)], wrapper: &[&str]) -> Gateway {
         let file = TempFile::new("config", "toml", config);
         let expected = config.lines().filter(|l| l.trim() == "[[listeners]]").count().max(1);
+        let want_admin = config.lines().any(|l| l.trim() == "[admin]");
         let mut cmd = match wrapper.split_first() {
             None => Command::new(binary()),
             Some((program, args)) => {
@@ -148,19 +155,27 @@ impl Gateway {
 
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let mut addrs = Vec::new();
-        while addrs.len() < expected {
+        let mut admin = None;
+        while addrs.len() < expected || (want_admin && admin.is_none()) {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(addr) = parse_banner(&line) {
                         addrs.push(addr);
+                    } else if let Some(addr) = parse_addr_after(&line, ADMIN_BANNER) {
+                        admin = Some(addr);
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     let _ = child.kill();
                     let _ = child.wait();
+                    let admin_note = if want_admin && admin.is_none() {
+                        format!(", and no `{ADMIN_BANNER}` line")
+                    } else {
+                        String::new()
+                    };
                     panic!(
-                        "ringgate ({driver}) printed {} of {expected} `{BANNER}` lines within \
+                        "ringgate ({driver}) printed {} of {expected} `{BANNER}` lines{admin_note} within \
                          {STARTUP_TIMEOUT:?}; output:\n{}\nconfig:\n{config}",
                         addrs.len(),
                         snapshot(&log)
@@ -178,7 +193,29 @@ impl Gateway {
                 }
             }
         }
-        Gateway { child, addr: addrs[0], addrs, log, exit: None, _config: file }
+        Gateway { child, addr: addrs[0], addrs, admin, log, exit: None, config: file }
+    }
+
+    /// The config file the gateway runs with (`run --config`); rewrite it to test reloads.
+    pub fn config_path(&self) -> &Path {
+        &self.config.path
+    }
+
+    /// Replaces the config file's contents (one `write`, not atomic: readers may see it half
+    /// written, which is what a file watch must cope with).
+    pub fn write_config(&self, contents: &str) {
+        let path = self.config_path();
+        std::fs::write(path, contents).unwrap_or_else(|e| panic!("rewrite config {}: {e}", path.display()));
+    }
+
+    /// The admin listener's address, when the config has an `[admin]` section.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// The admin listener's address; panics when the gateway has none.
+    pub fn admin(&self) -> SocketAddr {
+        self.admin.unwrap_or_else(|| panic!("this gateway has no admin listener (no [admin] section)"))
     }
 
     pub fn pid(&self) -> u32 {
@@ -312,7 +349,12 @@ fn snapshot(log: &Log) -> String {
 
 /// Parses the address out of a line containing `listening on http://IP:PORT`.
 pub fn parse_banner(line: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find(BANNER)? + BANNER.len()..];
+    parse_addr_after(line, BANNER)
+}
+
+/// Parses the `IP:PORT` that follows `prefix` (e.g. `admin on http://`) in `line`.
+fn parse_addr_after(line: &str, prefix: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(prefix)? + prefix.len()..];
     let end = rest.find(|c: char| !(c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))).unwrap_or(rest.len());
     rest[..end].trim_end_matches('/').parse().ok()
 }
@@ -363,4 +405,24 @@ pub fn run_cli(args: &[&str], timeout: Duration) -> Output {
 /// `path` as a &str for command lines.
 pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("temp paths are UTF-8")
+}
+
+/// Sends `METHOD path` (no body) to an admin listener on a new connection and returns the status
+/// and the body as text.
+pub fn admin_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut c = Client::connect(addr);
+    let headers: &[(&str, &str)] =
+        if method == "GET" { &[("Connection", "close")] } else { &[("Content-Length", "0"), ("Connection", "close")] };
+    let resp = c.request(&req(method, path, headers, b""));
+    (resp.status, resp.body_str())
+}
+
+/// `POST path` on the admin listener (e.g. `/reload`): status and body.
+pub fn admin_post(addr: SocketAddr, path: &str) -> (u16, String) {
+    admin_request(addr, "POST", path)
+}
+
+/// `GET path` on the admin listener (e.g. `/status`): status and body.
+pub fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    admin_request(addr, "GET", path)
 }

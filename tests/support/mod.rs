@@ -11,7 +11,7 @@ pub mod http;
 pub mod upstream;
 
 pub use client::{chunked, get, req, Client, CloseKind, Closed, Framing, Response, TEST_HOST};
-pub use gateway::{run_cli, Driver, Gateway, TempFile};
+pub use gateway::{admin_get, admin_post, admin_request, run_cli, Driver, Gateway, TempFile};
 pub use http::{fill_pattern, is_well_formed_request_id, pattern_fnv, Fnv64};
 pub use upstream::{Action, Recorded, TestUpstream};
 

@@ -1,0 +1,108 @@
+//! The admin listener: a small blocking HTTP/1.1 server on its own thread (never on a worker),
+//! one request per connection. `POST /reload` reloads (200 with JSON, or 422 with every config
+//! error); `GET /status` reports the generation. Off unless `[admin]` is configured; meant for
+//! loopback.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::reload::Reloader;
+
+/// Largest admin request head read.
+const MAX_HEAD: usize = 8192;
+
+/// Bind and serve on a thread; returns the bound address.
+pub fn start(addr: SocketAddr, r: Arc<Reloader>) -> std::io::Result<SocketAddr> {
+    let l = TcpListener::bind(addr)?;
+    let bound = l.local_addr()?;
+    std::thread::Builder::new().name("ringgate-admin".into()).spawn(move || {
+        for conn in l.incoming() {
+            match conn {
+                Ok(s) => {
+                    if let Err(e) = serve(s, &r) {
+                        tracing::debug!("admin connection: {e}");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("admin accept: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    })?;
+    Ok(bound)
+}
+
+fn serve(mut s: TcpStream, r: &Reloader) -> std::io::Result<()> {
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let head_end = loop {
+        if let Some(p) = memchr::memmem::find(&buf, b"\r\n\r\n") {
+            break p;
+        }
+        if buf.len() > MAX_HEAD {
+            return respond(&mut s, 431, "text/plain", "request head too large\n");
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let line = buf[..head_end].split(|&b| b == b'\n').next().unwrap_or(b"");
+    let mut parts = line.split(|&b| b == b' ');
+    let method = parts.next().unwrap_or(b"");
+    let path = parts.next().unwrap_or(b"");
+    let path = path.split(|&b| b == b'?').next().unwrap_or(b"");
+    match (method, path) {
+        (b"POST", b"/reload") => match r.reload("admin") {
+            Ok(ok) => {
+                let body = serde_json::json!({
+                    "generation": ok.generation,
+                    "took_ms": ok.took.as_secs_f64() * 1e3,
+                    "changes": ok.changes,
+                });
+                respond(&mut s, 200, "application/json", &format!("{body}\n"))
+            }
+            Err(e) => respond(
+                &mut s,
+                422,
+                "text/plain; charset=utf-8",
+                &format!("reload refused, the running config stays:\n{}", e.render()),
+            ),
+        },
+        (b"GET", b"/status") => {
+            let snap = r.current();
+            let source = match r.source() {
+                crate::reload::Source::File(p) => p.display().to_string(),
+                crate::reload::Source::Embedded => "(embedded default)".into(),
+            };
+            let body = serde_json::json!({
+                "generation": snap.generation,
+                "config": source,
+                "routes": snap.routes.len(),
+                "upstreams": snap.upstreams.len(),
+                "version": env!("CARGO_PKG_VERSION"),
+            });
+            respond(&mut s, 200, "application/json", &format!("{body}\n"))
+        }
+        (_, b"/reload") | (_, b"/status") => respond(&mut s, 405, "text/plain", "method not allowed\n"),
+        _ => respond(&mut s, 404, "text/plain", "not found (POST /reload, GET /status)\n"),
+    }
+}
+
+fn respond(s: &mut TcpStream, status: u16, ctype: &str, body: &str) -> std::io::Result<()> {
+    let reason = crate::route::reason(status);
+    let allow = if status == 405 { "Allow: POST, GET\r\n" } else { "" };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())?;
+    s.write_all(body.as_bytes())?;
+    s.flush()
+}

@@ -1,0 +1,257 @@
+//! Hot reload: read and validate the config, resolve names, compile the router and build a new
+//! snapshot on the calling (control) thread, then publish it whole with one `ArcSwap::store`, or
+//! discard it and keep the old one. Triggers: SIGHUP (main.rs), `POST /reload` (admin.rs), and
+//! the optional file watch here. One reload runs at a time.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::{self, Config, ConfigError, DriverChoice, Issue, TargetSpec};
+use crate::shared::{SharedSnapshot, Snapshot};
+
+/// Where the config comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    /// The embedded default (a reload re-reads it: nothing changes but the generation).
+    Embedded,
+}
+
+/// What a successful reload did.
+#[derive(Debug, Clone)]
+pub struct Reloaded {
+    pub generation: u64,
+    pub took: Duration,
+    /// e.g. "routes +1 -0 ~2 (added: a; changed: b, c), upstreams +0 -0 ~0"
+    pub changes: String,
+}
+
+/// Settings fixed at start (a reload that changes them says so and leaves them).
+struct Fixed {
+    workers: usize,
+    pin_cores: Vec<usize>,
+    driver: DriverChoice,
+    listeners: Vec<SocketAddr>,
+}
+
+pub struct Reloader {
+    shared: SharedSnapshot,
+    source: Source,
+    fixed: Fixed,
+    /// The built-in demo upstream's address, started on first need; the lock also serializes reloads.
+    state: Mutex<Option<SocketAddr>>,
+}
+
+impl Reloader {
+    pub fn new(shared: SharedSnapshot, source: Source, started: &Config, demo: Option<SocketAddr>) -> Arc<Reloader> {
+        Arc::new(Reloader {
+            shared,
+            source,
+            fixed: Fixed {
+                workers: started.workers,
+                pin_cores: started.pin_cores.clone(),
+                driver: started.driver,
+                listeners: started.listeners.iter().map(|l| l.addr).collect(),
+            },
+            state: Mutex::new(demo),
+        })
+    }
+
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.shared.load_full()
+    }
+
+    fn load(&self) -> Result<Config, ConfigError> {
+        match &self.source {
+            Source::File(p) => config::load_file(p),
+            Source::Embedded => config::load_str(config::DEFAULT_CONFIG, "(embedded default)"),
+        }
+    }
+
+    /// Reload now. `trigger` names the cause in the log line.
+    pub fn reload(&self, trigger: &str) -> Result<Reloaded, ConfigError> {
+        let mut demo = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
+        let cfg = match self.load() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(trigger, "reload failed, the running config stays:\n{}", e.render().trim_end());
+                return Err(e);
+            }
+        };
+        if demo.is_none() && cfg.upstreams.iter().any(|u| u.targets.contains(&TargetSpec::Demo)) {
+            match crate::demo::start() {
+                Ok(a) => *demo = Some(a),
+                Err(e) => {
+                    let err = ConfigError {
+                        file: self.source_name(),
+                        issues: vec![Issue {
+                            line: None,
+                            key: "upstreams".into(),
+                            message: format!("cannot start the built-in demo upstream: {e}"),
+                        }],
+                    };
+                    tracing::error!(trigger, "reload failed: {}", err.render().trim_end());
+                    return Err(err);
+                }
+            }
+        }
+        self.warn_fixed(&cfg);
+        let old = self.shared.load_full();
+        let generation = old.generation + 1;
+        let new = Snapshot::build(&cfg, *demo, generation);
+        let changes = diff(&old, &new);
+        self.shared.store(Arc::new(new));
+        let took = started.elapsed();
+        tracing::info!(
+            trigger,
+            generation,
+            took_ms = took.as_secs_f64() * 1e3,
+            "reload ok generation={generation}: {changes}"
+        );
+        Ok(Reloaded { generation, took, changes })
+    }
+
+    fn source_name(&self) -> String {
+        match &self.source {
+            Source::File(p) => p.display().to_string(),
+            Source::Embedded => "(embedded default)".into(),
+        }
+    }
+
+    fn warn_fixed(&self, cfg: &Config) {
+        let f = &self.fixed;
+        let listeners: Vec<SocketAddr> = cfg.listeners.iter().map(|l| l.addr).collect();
+        let mut fixed = Vec::new();
+        if cfg.workers != f.workers {
+            fixed.push("workers");
+        }
+        if cfg.pin_cores != f.pin_cores {
+            fixed.push("pin_cores");
+        }
+        if cfg.driver != f.driver {
+            fixed.push("driver");
+        }
+        if listeners != f.listeners {
+            fixed.push("listeners");
+        }
+        if !fixed.is_empty() {
+            tracing::warn!(
+                "reload: {} changed but are fixed at start (restart to apply them); the rest applies",
+                fixed.join(", ")
+            );
+        }
+    }
+}
+
+/// Added, removed and changed routes (by name) and upstreams (by name), for the log line.
+fn diff(old: &Snapshot, new: &Snapshot) -> String {
+    fn part<'a>(
+        what: &str,
+        old: impl Iterator<Item = (&'a str, String)>,
+        new: impl Iterator<Item = (&'a str, String)>,
+    ) -> String {
+        let old: std::collections::BTreeMap<&str, String> = old.collect();
+        let new: std::collections::BTreeMap<&str, String> = new.collect();
+        let added: Vec<&str> = new.keys().filter(|k| !old.contains_key(*k)).copied().collect();
+        let removed: Vec<&str> = old.keys().filter(|k| !new.contains_key(*k)).copied().collect();
+        let changed: Vec<&str> =
+            new.iter().filter(|(k, v)| old.get(*k).is_some_and(|o| o != *v)).map(|(k, _)| *k).collect();
+        let mut s = format!("{what} +{} -{} ~{}", added.len(), removed.len(), changed.len());
+        let mut detail = Vec::new();
+        for (label, list) in [("added", &added), ("removed", &removed), ("changed", &changed)] {
+            if !list.is_empty() {
+                let shown: Vec<&str> = list.iter().take(10).copied().collect();
+                let more = if list.len() > 10 { format!(" and {} more", list.len() - 10) } else { String::new() };
+                detail.push(format!("{label}: {}{more}", shown.join(", ")));
+            }
+        }
+        if !detail.is_empty() {
+            s.push_str(&format!(" ({})", detail.join("; ")));
+        }
+        s
+    }
+    let routes = |s: &Snapshot| -> Vec<(String, String)> {
+        s.routes
+            .iter()
+            .map(|r| (r.name.clone(), format!("{:?}|{:?}", r, s.upstreams.get(upstream_of(r)).map(|u| &u.name))))
+            .collect()
+    };
+    let ups = |s: &Snapshot| -> Vec<(String, String)> {
+        s.upstreams
+            .iter()
+            .map(|u| {
+                let t: Vec<String> = u.targets.iter().map(|t| t.addr.to_string()).collect();
+                (u.name.clone(), format!("{t:?} {} {:?}", u.max_idle_per_target, u.idle_timeout))
+            })
+            .collect()
+    };
+    let (ro, rn, uo, un) = (routes(old), routes(new), ups(old), ups(new));
+    format!(
+        "{}, {}",
+        part(
+            "routes",
+            ro.iter().map(|(k, v)| (k.as_str(), v.clone())),
+            rn.iter().map(|(k, v)| (k.as_str(), v.clone()))
+        ),
+        part(
+            "upstreams",
+            uo.iter().map(|(k, v)| (k.as_str(), v.clone())),
+            un.iter().map(|(k, v)| (k.as_str(), v.clone()))
+        )
+    )
+}
+
+fn upstream_of(r: &crate::route::Route) -> usize {
+    match r.action {
+        crate::route::Action::Proxy { upstream, .. } => upstream,
+        _ => usize::MAX,
+    }
+}
+
+/// Identity of the file's current version: modification time, length, inode.
+fn stamp(p: &std::path::Path) -> Option<(SystemTime, u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
+}
+
+/// Poll the config file; reload once a change has stayed unchanged for `debounce`, so a file
+/// being written is not read mid-write (writing a temp file and renaming it is safest).
+pub fn watch(r: Arc<Reloader>, debounce: Duration) -> std::io::Result<()> {
+    let Source::File(path) = r.source().clone() else { return Ok(()) };
+    let poll = (debounce / 4).clamp(Duration::from_millis(20), Duration::from_millis(500));
+    std::thread::Builder::new().name("ringgate-watch".into()).spawn(move || {
+        let mut loaded = stamp(&path);
+        let mut pending: Option<((SystemTime, u64, u64), Instant)> = None;
+        loop {
+            std::thread::sleep(poll);
+            if crate::core::shutting_down() {
+                return;
+            }
+            let now = stamp(&path);
+            if now == loaded {
+                pending = None;
+                continue;
+            }
+            let Some(cur) = now else { continue }; // missing (mid-rename): wait
+            match pending {
+                Some((p, since)) if p == cur => {
+                    if since.elapsed() >= debounce {
+                        let _ = r.reload("watch");
+                        loaded = Some(cur);
+                        pending = None;
+                    }
+                }
+                _ => pending = Some((cur, Instant::now())),
+            }
+        }
+    })?;
+    Ok(())
+}

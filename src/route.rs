@@ -1,0 +1,281 @@
+//! What a matched route does: proxy (with a path rewrite), answer directly, or redirect; and the
+//! header changes it makes each way. Built once per snapshot from the config; the request path
+//! only renders into per-core buffers.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::config::RouteTimeouts;
+use crate::router::{Params, RouteSpec};
+
+/// One piece of a template (`/u/{id}`, `https://{$host}{$path}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Lit(Box<[u8]>),
+    Param(usize),
+    Host,
+    Path,
+    Query,
+}
+
+/// A string with `{param}`, `{$host}`, `{$path}` and `{$query}` holes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+/// What a template is rendered from.
+pub struct Vars<'a> {
+    /// The normalized path, which parameter ranges index.
+    pub path: &'a [u8],
+    pub params: &'a Params,
+    /// The request host without its port.
+    pub host: &'a [u8],
+    /// The query without its `?` (None: the target had no `?`).
+    pub query: Option<&'a [u8]>,
+}
+
+impl Template {
+    /// Parse against the route's parameter names.
+    pub fn parse(s: &str, names: &[String]) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut rest = s;
+        while let Some(open) = rest.find('{') {
+            let close = rest[open..].find('}').map(|c| open + c).ok_or_else(|| format!("{s:?}: '{{' without '}}'"))?;
+            if open > 0 {
+                parts.push(Part::Lit(rest.as_bytes()[..open].into()));
+            }
+            let name = &rest[open + 1..close];
+            parts.push(match name {
+                "$host" => Part::Host,
+                "$path" => Part::Path,
+                "$query" => Part::Query,
+                n => match names.iter().position(|x| x == n.trim_start_matches('*')) {
+                    Some(i) => Part::Param(i),
+                    None => {
+                        return Err(format!(
+                            "{s:?}: no parameter {n:?} in the route's path (parameters: {names:?}; also $host, $path, $query)"
+                        ))
+                    }
+                },
+            });
+            rest = &rest[close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(format!("{s:?}: '}}' without '{{'"));
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Lit(rest.as_bytes().into()));
+        }
+        if s.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            return Err(format!("{s:?}: no spaces or control characters (percent-encode them)"));
+        }
+        Ok(Template { parts })
+    }
+
+    /// Some literal part holds byte `b`.
+    pub fn has_literal(&self, b: u8) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Lit(l) if l.contains(&b)))
+    }
+
+    pub fn mentions_query(&self) -> bool {
+        self.parts.contains(&Part::Query)
+    }
+
+    pub fn render(&self, v: &Vars<'_>, out: &mut BytesMut) {
+        for p in &self.parts {
+            match p {
+                Part::Lit(l) => out.put_slice(l),
+                Part::Param(i) => {
+                    if let Some(r) = v.params.get(*i) {
+                        out.put_slice(&v.path[r]);
+                    }
+                }
+                Part::Host => out.put_slice(v.host),
+                Part::Path => out.put_slice(v.path),
+                Part::Query => {
+                    if let Some(q) = v.query {
+                        out.put_u8(b'?');
+                        out.put_slice(q);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How the path sent upstream is made from the normalized one.
+#[derive(Debug, Clone, Default)]
+pub enum Rewrite {
+    #[default]
+    None,
+    /// Remove these leading bytes (an empty result becomes `/`).
+    StripPrefix(Box<[u8]>),
+    /// Replace the route's `prefix` (its length) with these bytes.
+    ReplacePrefix {
+        len: usize,
+        with: Box<[u8]>,
+    },
+    Template(Template),
+}
+
+impl Rewrite {
+    /// Write the new path (query excluded) into `out`; false: no rewrite, send the path as is.
+    pub fn apply(&self, v: &Vars<'_>, out: &mut BytesMut) -> bool {
+        match self {
+            Rewrite::None => return false,
+            Rewrite::StripPrefix(p) => {
+                let rest = v.path.strip_prefix(&**p).unwrap_or(v.path);
+                if !rest.starts_with(b"/") {
+                    out.put_u8(b'/');
+                }
+                out.put_slice(rest);
+            }
+            Rewrite::ReplacePrefix { len, with } => {
+                out.put_slice(with);
+                out.put_slice(v.path.get(*len..).unwrap_or(b""));
+            }
+            Rewrite::Template(t) => t.render(v, out),
+        }
+        true
+    }
+}
+
+/// Header changes one way: fields removed (by name, including those `set` replaces) and the
+/// lines appended (`Name: value\r\n` each, prebuilt).
+#[derive(Debug, Clone, Default)]
+pub struct HeaderOps {
+    /// Lowercase names.
+    pub remove: Vec<Box<[u8]>>,
+    pub lines: Bytes,
+}
+
+impl HeaderOps {
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.lines.is_empty()
+    }
+
+    pub fn removes(&self, name: &[u8]) -> bool {
+        self.remove.iter().any(|r| r.eq_ignore_ascii_case(name))
+    }
+}
+
+/// A direct answer: status line and fields prebuilt (without Connection and the final CRLF).
+#[derive(Debug, Clone)]
+pub struct Respond {
+    pub status: u16,
+    pub head: Bytes,
+    pub body: Bytes,
+}
+
+#[derive(Debug, Clone)]
+pub struct Redirect {
+    pub status: u16,
+    pub location: Template,
+    pub keep_query: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Action {
+    Proxy { upstream: usize, rewrite: Rewrite, max_body_bytes: u64, timeouts: RouteTimeouts },
+    Respond(Respond),
+    Redirect(Redirect),
+}
+
+/// A compiled route: how it is matched (for the router) and what it does.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    /// Config line it was defined on (for messages).
+    pub line: usize,
+    pub spec: RouteSpec,
+    pub allow_encoded_slash: bool,
+    pub action: Action,
+    pub request_headers: HeaderOps,
+    pub response_headers: HeaderOps,
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        410 => "Gone",
+        418 => "I'm a teapot",
+        422 => "Unprocessable Content",
+        431 => "Request Header Fields Too Large",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
+}
+
+/// Whether a status's response carries no body (RFC 9110 §15.3.5, §15.4.5).
+pub fn bodiless(status: u16) -> bool {
+    status == 204 || status == 304
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_renders_params_and_builtins() {
+        let names = vec!["id".to_string(), "rest".to_string()];
+        let t = Template::parse("https://{$host}/u/{id}/{*rest}{$query}", &names).expect("ok");
+        let mut p = Params::default();
+        let r = crate::router::Router::build(&[crate::router::RouteSpec {
+            name: "t".into(),
+            host: crate::router::HostPattern::Any,
+            pieces: crate::router::parse_path("/a/{id}/{*rest}").expect("p").pieces,
+            methods: None,
+            conds: vec![],
+        }])
+        .expect("ok");
+        struct G;
+        impl crate::router::Facts for G {
+            fn method(&self) -> &[u8] {
+                b"GET"
+            }
+            fn header(&self, _: &[u8], _: Option<&[u8]>) -> bool {
+                false
+            }
+            fn query(&self, _: &[u8], _: Option<&[u8]>) -> bool {
+                false
+            }
+        }
+        assert_eq!(r.lookup(None, b"/a/7/x/y", &G, &mut p), crate::router::Lookup::Found(0));
+        let mut out = BytesMut::new();
+        t.render(&Vars { path: b"/a/7/x/y", params: &p, host: b"h.test", query: Some(b"q=1") }, &mut out);
+        assert_eq!(&out[..], b"https://h.test/u/7/x/y?q=1");
+        assert!(Template::parse("/{nope}", &names).is_err());
+    }
+
+    #[test]
+    fn rewrites() {
+        let p = Params::default();
+        let v = |path: &'static [u8]| Vars { path, params: &p, host: b"", query: None };
+        let mut out = BytesMut::new();
+        assert!(Rewrite::StripPrefix((*b"/api").into()).apply(&v(b"/api/x"), &mut out));
+        assert_eq!(&out.split()[..], b"/x");
+        assert!(Rewrite::StripPrefix((*b"/api").into()).apply(&v(b"/api"), &mut out));
+        assert_eq!(&out.split()[..], b"/");
+        assert!(Rewrite::ReplacePrefix { len: 5, with: (*b"/v2/").into() }.apply(&v(b"/api/x"), &mut out));
+        assert_eq!(&out.split()[..], b"/v2/x");
+        assert!(!Rewrite::None.apply(&v(b"/x"), &mut out));
+    }
+}
