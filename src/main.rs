@@ -122,7 +122,7 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source)
     } else {
         None
     };
-    let shared = Arc::new(ArcSwap::from_pointee(Snapshot::build(&cfg, demo, 1)));
+    let shared = Arc::new(ArcSwap::from_pointee(Snapshot::build(cfg.clone(), demo, 1)));
     let reloader = Reloader::new(shared.clone(), reload_source, &cfg, demo);
 
     // Bind everything before starting workers, so a busy port fails the start cleanly.
@@ -136,6 +136,9 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source)
         }
     }
 
+    if cfg.admin.is_some_and(|a| !a.ip().is_loopback()) {
+        tracing::warn!("the admin listener is not on loopback: anyone who reaches it can reload the config");
+    }
     let admin = match cfg.admin {
         Some(a) => Some(admin::start(a, reloader.clone()).map_err(|e| format!("cannot bind admin listener {a}: {e}"))?),
         None => None,

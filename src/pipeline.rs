@@ -173,9 +173,10 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         let mut iov = std::mem::take(&mut s.iov);
         iov.clear();
         {
+            let trusted_peer = c.trusted_peer(snap);
             let ctx = ForwardCtx {
                 client_ip: &c.client_ip,
-                trusted_peer: c.trusted_peer,
+                trusted_peer,
                 x_forwarded_for: snap.forwarding.x_forwarded_for,
                 x_forwarded_proto: snap.forwarding.x_forwarded_proto,
                 x_forwarded_host: snap.forwarding.x_forwarded_host,

@@ -105,7 +105,7 @@ impl Reloader {
         self.warn_fixed(&cfg);
         let old = self.shared.load_full();
         let generation = old.generation + 1;
-        let new = Snapshot::build(&cfg, *demo, generation);
+        let new = Snapshot::build(cfg, *demo, generation);
         let changes = diff(&old, &new);
         self.shared.store(Arc::new(new));
         let took = started.elapsed();
@@ -152,13 +152,8 @@ impl Reloader {
 
 /// Added, removed and changed routes (by name) and upstreams (by name), for the log line.
 fn diff(old: &Snapshot, new: &Snapshot) -> String {
-    fn part<'a>(
-        what: &str,
-        old: impl Iterator<Item = (&'a str, String)>,
-        new: impl Iterator<Item = (&'a str, String)>,
-    ) -> String {
-        let old: std::collections::BTreeMap<&str, String> = old.collect();
-        let new: std::collections::BTreeMap<&str, String> = new.collect();
+    use std::collections::BTreeMap;
+    fn part<T: PartialEq>(what: &str, old: &BTreeMap<&str, T>, new: &BTreeMap<&str, T>) -> String {
         let added: Vec<&str> = new.keys().filter(|k| !old.contains_key(*k)).copied().collect();
         let removed: Vec<&str> = old.keys().filter(|k| !new.contains_key(*k)).copied().collect();
         let changed: Vec<&str> =
@@ -167,9 +162,8 @@ fn diff(old: &Snapshot, new: &Snapshot) -> String {
         let mut detail = Vec::new();
         for (label, list) in [("added", &added), ("removed", &removed), ("changed", &changed)] {
             if !list.is_empty() {
-                let shown: Vec<&str> = list.iter().take(10).copied().collect();
                 let more = if list.len() > 10 { format!(" and {} more", list.len() - 10) } else { String::new() };
-                detail.push(format!("{label}: {}{more}", shown.join(", ")));
+                detail.push(format!("{label}: {}{more}", list[..list.len().min(10)].join(", ")));
             }
         }
         if !detail.is_empty() {
@@ -177,41 +171,29 @@ fn diff(old: &Snapshot, new: &Snapshot) -> String {
         }
         s
     }
-    let routes = |s: &Snapshot| -> Vec<(String, String)> {
-        s.routes
-            .iter()
-            .map(|r| (r.name.clone(), format!("{:?}|{:?}", r, s.upstreams.get(upstream_of(r)).map(|u| &u.name))))
-            .collect()
-    };
-    let ups = |s: &Snapshot| -> Vec<(String, String)> {
+    // A route is also changed when its upstream group's name is.
+    fn routes(s: &Snapshot) -> BTreeMap<String, (&crate::route::Route, Option<&str>)> {
+        s.routes.iter().map(|r| (r.name.clone(), (r, upstream_name(s, r)))).collect()
+    }
+    let ups = |s: &Snapshot| -> BTreeMap<String, (Vec<SocketAddr>, usize, Duration)> {
         s.upstreams
             .iter()
             .map(|u| {
-                let t: Vec<String> = u.targets.iter().map(|t| t.addr.to_string()).collect();
-                (u.name.clone(), format!("{t:?} {} {:?}", u.max_idle_per_target, u.idle_timeout))
+                (u.name.clone(), (u.targets.iter().map(|t| t.addr).collect(), u.max_idle_per_target, u.idle_timeout))
             })
             .collect()
     };
     let (ro, rn, uo, un) = (routes(old), routes(new), ups(old), ups(new));
-    format!(
-        "{}, {}",
-        part(
-            "routes",
-            ro.iter().map(|(k, v)| (k.as_str(), v.clone())),
-            rn.iter().map(|(k, v)| (k.as_str(), v.clone()))
-        ),
-        part(
-            "upstreams",
-            uo.iter().map(|(k, v)| (k.as_str(), v.clone())),
-            un.iter().map(|(k, v)| (k.as_str(), v.clone()))
-        )
-    )
+    fn by_ref<T>(m: &BTreeMap<String, T>) -> BTreeMap<&str, &T> {
+        m.iter().map(|(k, v)| (k.as_str(), v)).collect()
+    }
+    format!("{}, {}", part("routes", &by_ref(&ro), &by_ref(&rn)), part("upstreams", &by_ref(&uo), &by_ref(&un)))
 }
 
-fn upstream_of(r: &crate::route::Route) -> usize {
+fn upstream_name<'a>(s: &'a Snapshot, r: &crate::route::Route) -> Option<&'a str> {
     match r.action {
-        crate::route::Action::Proxy { upstream, .. } => upstream,
-        _ => usize::MAX,
+        crate::route::Action::Proxy { upstream, .. } => s.upstreams.get(upstream).map(|u| u.name.as_str()),
+        _ => None,
     }
 }
 

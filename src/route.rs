@@ -104,7 +104,7 @@ impl Template {
 }
 
 /// How the path sent upstream is made from the normalized one.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Rewrite {
     #[default]
     None,
@@ -142,7 +142,7 @@ impl Rewrite {
 
 /// Header changes one way: fields removed (by name, including those `set` replaces) and the
 /// lines appended (`Name: value\r\n` each, prebuilt).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeaderOps {
     /// Lowercase names.
     pub remove: Vec<Box<[u8]>>,
@@ -160,21 +160,21 @@ impl HeaderOps {
 }
 
 /// A direct answer: status line and fields prebuilt (without Connection and the final CRLF).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Respond {
     pub status: u16,
     pub head: Bytes,
     pub body: Bytes,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redirect {
     pub status: u16,
     pub location: Template,
     pub keep_query: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Proxy { upstream: usize, rewrite: Rewrite, max_body_bytes: u64, timeouts: RouteTimeouts },
     Respond(Respond),
@@ -182,7 +182,7 @@ pub enum Action {
 }
 
 /// A compiled route: how it is matched (for the router) and what it does.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub name: String,
     /// Config line it was defined on (for messages).
@@ -246,19 +246,10 @@ mod tests {
             conds: vec![],
         }])
         .expect("ok");
-        struct G;
-        impl crate::router::Facts for G {
-            fn method(&self) -> &[u8] {
-                b"GET"
-            }
-            fn header(&self, _: &[u8], _: Option<&[u8]>) -> bool {
-                false
-            }
-            fn query(&self, _: &[u8], _: Option<&[u8]>) -> bool {
-                false
-            }
-        }
-        assert_eq!(r.lookup(None, b"/a/7/x/y", &G, &mut p), crate::router::Lookup::Found(0));
+        assert_eq!(
+            r.lookup(None, b"/a/7/x/y", &crate::router::MethodOnly(b"GET"), &mut p),
+            crate::router::Lookup::Found(0)
+        );
         let mut out = BytesMut::new();
         t.render(&Vars { path: b"/a/7/x/y", params: &p, host: b"h.test", query: Some(b"q=1") }, &mut out);
         assert_eq!(&out[..], b"https://h.test/u/7/x/y?q=1");

@@ -10,7 +10,7 @@ use std::cell::Cell;
 
 use bytes::BytesMut;
 use ringgate::http::parse::{parse_request, HeadLimits, RequestHead};
-use ringgate::router::{Facts, Lookup, Params, Router};
+use ringgate::router::{Lookup, MethodOnly, Params, Router};
 
 struct Counting;
 
@@ -45,20 +45,6 @@ fn allocs_during(f: impl FnOnce()) -> usize {
     ALLOCS.with(Cell::get) - before
 }
 
-struct Get;
-
-impl Facts for Get {
-    fn method(&self) -> &[u8] {
-        b"GET"
-    }
-    fn header(&self, _: &[u8], _: Option<&[u8]>) -> bool {
-        false
-    }
-    fn query(&self, _: &[u8], _: Option<&[u8]>) -> bool {
-        false
-    }
-}
-
 #[test]
 fn router_lookup_allocates_nothing() {
     let router = Router::build(&route_table::specs(10_000)).expect("no ties");
@@ -68,7 +54,9 @@ fn router_lookup_allocates_nothing() {
     let n = allocs_during(|| {
         for _ in 0..1000 {
             for (_, host, path) in &probes {
-                if let Lookup::Found(_) = router.lookup(Some(host.as_bytes()), path.as_bytes(), &Get, &mut params) {
+                if let Lookup::Found(_) =
+                    router.lookup(Some(host.as_bytes()), path.as_bytes(), &MethodOnly(b"GET"), &mut params)
+                {
                     found += 1;
                 }
             }
@@ -88,7 +76,7 @@ fn routing_a_request_allocates_nothing_once_warm() {
         "[[routes]]\npath = \"/v1/{*rest}\"\nupstream = \"u\"\nrewrite = { template = \"/internal/{rest}\" }\n",
     );
     let cfg = ringgate::config::load_str(&text, "t").expect("valid");
-    let snap = ringgate::shared::Snapshot::build(&cfg, None, 1);
+    let snap = ringgate::shared::Snapshot::build(cfg, None, 1);
     let heads: Vec<bytes::Bytes> = [
         "GET /svc4997/users/12345/orders/987 HTTP/1.1\r\nHost: api.example.com\r\n\r\n",
         "GET /v1/a/./b/../c?q=%2e HTTP/1.1\r\nHost: api.example.com\r\n\r\n",

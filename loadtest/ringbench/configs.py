@@ -118,10 +118,42 @@ backend be
 """
 
 
+# The path the routes-scenario targets are loaded with: a parameterized route present in every
+# table route_table_toml builds (route 1), deep in a big table's trie ("/svc1" shares its prefix
+# with /svc13, /svc1001, ...).
+ROUTED_PATH = "/svc1/users/12345/orders/987"
+
+
+def route_fields(i: int) -> tuple[Optional[str], str, str]:
+    """Route i of the synthetic table: (host, "path" | "prefix", pattern). The same mix as
+    benches/route_table.rs: static paths, parameterized paths, prefixes on exact hosts, wildcard hosts."""
+    k = i % 4
+    if k == 0:
+        return None, "path", f"/api/v{i % 3}/static{i}/list"
+    if k == 1:
+        return None, "path", f"/svc{i}/users/{{id}}/orders/{{order}}"
+    if k == 2:
+        return f"h{i}.example.com", "prefix", f"/assets{i}/"
+    return f"*.t{i}.example.com", "path", "/x/{id}"
+
+
+def route_table_toml(n: int, upstream: str = "bench") -> str:
+    """n [[routes]] tables, the last a catch-all prefix "/" on any host."""
+    out = []
+    for i in range(n):
+        host, kind, pattern = (None, "prefix", "/") if i == n - 1 else route_fields(i)
+        out.append("[[routes]]")
+        if host:
+            out.append(f'host = "{host}"')
+        out += [f'{kind} = "{pattern}"', f'upstream = "{upstream}"', ""]
+    return "\n".join(out)
+
+
 def ringgate_toml(port: int, upstream_port: int, workers: int = 1, driver: Optional[str] = None,
                   max_idle_per_target: int = 64, bare: bool = False,
-                  keepalive_timeout: str = f"{LONG_TIMEOUT_S}s") -> str:
-    """ringgate config (see docs/config.md): one listener, one upstream, route prefix "/".
+                  keepalive_timeout: str = f"{LONG_TIMEOUT_S}s", routes: int = 1) -> str:
+    """ringgate config (see docs/config.md): one listener, one upstream, route prefix "/"
+    (or, with routes > 1, the synthetic table of that many routes, see route_table_toml).
 
     bare=True switches off X-Forwarded-* and X-Request-Id, which nginx/haproxy
     as configured here do not add either.
@@ -156,9 +188,9 @@ def ringgate_toml(port: int, upstream_port: int, workers: int = 1, driver: Optio
         f"max_idle_per_target = {max_idle_per_target}",
         f'idle_timeout = "{LONG_TIMEOUT_S}s"',
         "",
-        "[[routes]]",
-        'prefix = "/"',
-        'upstream = "bench"',
-        "",
     ]
+    if routes > 1:
+        lines.append(route_table_toml(routes))
+    else:
+        lines += ["[[routes]]", 'prefix = "/"', 'upstream = "bench"', ""]
     return "\n".join(lines)

@@ -24,6 +24,7 @@ class Server:
     name: str
     port: int
     proc: Optional[Proc] = None
+    path: str = "/"  # what the load generators request
 
     def start(self) -> None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -46,7 +47,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}/"
+        return f"http://{HOST}:{self.port}{self.path}"
 
     def wait_ready(self, timeout: float = 15.0) -> None:
         wait_http_ok(HOST, self.port, timeout, proc=self.proc, expect_body=EXPECT_BODY)
@@ -107,8 +108,11 @@ class RinggateServer(Server):
     """`ringgate run --config FILE --driver DRIVER`, ready when its banner shows and it answers 200."""
 
     def __init__(self, name: str, binary: Path, driver: str, port: int, upstream_port: int,
-                 work_dir: Path, cpu: Optional[int], workers: int = 1, bare: bool = False):
+                 work_dir: Path, cpu: Optional[int], workers: int = 1, bare: bool = False,
+                 routes: int = 1):
         self.name = name
+        if routes > 1:
+            self.path = configs.ROUTED_PATH
         self.binary = Path(binary)
         self.driver = driver
         self.port = port
@@ -117,7 +121,7 @@ class RinggateServer(Server):
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf_path = self.dir / "ringgate.toml"
         self.conf_path.write_text(configs.ringgate_toml(port, upstream_port, workers=workers,
-                                                        driver=driver, bare=bare))
+                                                        driver=driver, bare=bare, routes=routes))
         self.banner: Optional[str] = None
 
     def start(self) -> None:

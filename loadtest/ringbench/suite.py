@@ -16,7 +16,11 @@ from . import configs, loadgen, procfs, stats
 from .memory import IdleConnections
 from .servers import HOST, DirectTarget, HaproxyServer, NginxServer, RinggateServer, Server
 
-ALL_TARGETS = ["direct", "ringgate-uring", "ringgate-epoll", "nginx-proxy", "haproxy"]
+ALL_TARGETS = ["direct", "ringgate-uring", "ringgate-epoll", "nginx-proxy", "haproxy",
+               "ringgate-routes10", "ringgate-routes10k"]
+# Route-table scenario (issue 3): ringgate on io_uring with a 10- or 10,000-route table, loaded on a
+# parameterized route (configs.ROUTED_PATH); compare their added latency within one run.
+ROUTE_TABLE_TARGETS = {"ringgate-routes10": 10, "ringgate-routes10k": 10_000}
 DEFAULT_TARGETS = ["direct", "ringgate-uring", "ringgate-epoll", "nginx-proxy"]
 DIRECT_P99_WARN_MS = 1.0      # direct p99 above this at a fixed rate → warning
 RATE_SHORTFALL = 0.95          # achieved < 95% of the asked rate → warning
@@ -85,6 +89,12 @@ class Suite:
                                o.work_dir, o.cpu_proxy)
         if name == "haproxy":
             return HaproxyServer(name, _free_port(), up_port, o.work_dir, o.cpu_proxy)
+        if name in ROUTE_TABLE_TARGETS:
+            if o.ringgate_bin is None:
+                raise RuntimeError("ringgate target selected but no ringgate binary")
+            return RinggateServer(name, o.ringgate_bin, "uring", _free_port(), up_port, o.work_dir,
+                                  o.cpu_proxy, workers=1, bare=o.ringgate_bare,
+                                  routes=ROUTE_TABLE_TARGETS[name])
         if name.startswith("ringgate-"):
             driver = name.split("-", 1)[1]
             if o.ringgate_bin is None:

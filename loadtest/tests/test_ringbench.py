@@ -81,6 +81,16 @@ class Stats(unittest.TestCase):
 
 
 class Configs(unittest.TestCase):
+    def test_route_table_toml(self):
+        import tomllib
+        t = tomllib.loads(configs.ringgate_toml(8080, 9000, routes=10_000))
+        routes = t["routes"]
+        self.assertEqual(len(routes), 10_000)
+        self.assertEqual(routes[-1], {"prefix": "/", "upstream": "bench"})
+        self.assertEqual(routes[1]["path"], "/svc1/users/{id}/orders/{order}")
+        self.assertTrue(configs.ROUTED_PATH.startswith("/svc1/users/"))
+        self.assertEqual(len(tomllib.loads(configs.ringgate_toml(1, 2, routes=10))["routes"]), 10)
+
     def test_ringgate_toml(self):
         import tomllib
         t = tomllib.loads(configs.ringgate_toml(8080, 9000, driver="epoll", bare=True))

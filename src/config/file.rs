@@ -34,7 +34,7 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
-    pub address: Text,
+    pub address: Option<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -120,7 +120,7 @@ pub struct UpstreamCfg {
     pub idle_timeout: Duration,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteTimeouts {
     pub connect: Duration,
     pub response: Duration,
@@ -382,16 +382,19 @@ fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
 
     let (routes, router) = routes::validate_routes(c, &raw.routes, &upstreams, default_body);
 
-    let admin = raw.admin.as_ref().and_then(|a| match a.address.get_ref().parse::<SocketAddr>() {
-        Ok(addr) => Some(addr),
-        Err(_) => {
-            c.err(
-                Some(a.address.span()),
-                "admin.address",
-                format!("{:?} is not IP:port (write \"127.0.0.1:9901\")", a.address.get_ref()),
-            );
-            None
-        }
+    let admin = raw.admin.as_ref().and_then(|a| match &a.address {
+        None => Some(SocketAddr::from(([127, 0, 0, 1], 9901))),
+        Some(t) => match t.get_ref().parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                c.err(
+                    Some(t.span()),
+                    "admin.address",
+                    format!("{:?} is not IP:port (write \"127.0.0.1:9901\")", t.get_ref()),
+                );
+                None
+            }
+        },
     });
     let reload = ReloadCfg {
         watch: raw.reload.watch,

@@ -158,8 +158,13 @@ fn one_route(
             .ok()
     });
     let mut cs = Vec::new();
-    conds(c, &r.match_headers, CondKind::Header, &k("match_headers"), &mut cs);
-    conds(c, &r.match_query, CondKind::Query, &k("match_query"), &mut cs);
+    // Keys are formatted only when there is something to check (10,000 routes load in one reload).
+    if !r.match_headers.is_empty() {
+        conds(c, &r.match_headers, CondKind::Header, &k("match_headers"), &mut cs);
+    }
+    if !r.match_query.is_empty() {
+        conds(c, &r.match_query, CondKind::Query, &k("match_query"), &mut cs);
+    }
 
     let names = pattern.as_ref().map(|p| p.names.clone()).unwrap_or_default();
     let template = |c: &mut Checker, t: &Spanned<String>, key: String| {
@@ -182,8 +187,18 @@ fn one_route(
     if r.rewrite.is_some() && r.upstream.is_none() {
         c.err(here.clone(), k("rewrite"), "only a route with an upstream can rewrite the path");
     }
-    let response_headers = header_ops(c, &r.response_headers, &k("response_headers"), false);
-    let request_headers = header_ops(c, &r.request_headers, &k("request_headers"), true);
+    let response_headers = match r.response_headers {
+        Some(_) => header_ops(c, &r.response_headers, &k("response_headers"), false),
+        None => HeaderOps::default(),
+    };
+    let request_headers = match r.request_headers {
+        Some(_) => header_ops(c, &r.request_headers, &k("request_headers"), true),
+        None => HeaderOps::default(),
+    };
+    let dur = |c: &mut Checker, v: &Option<Spanned<String>>, f: &str, d: Duration| match v {
+        Some(_) => c.duration(v, &k(f), d),
+        None => d,
+    };
     let action = if let Some(u) = &r.upstream {
         let upstream = match upstreams.iter().position(|x| &x.name == u.get_ref()) {
             Some(x) => x,
@@ -244,14 +259,17 @@ fn one_route(
                 }
             }
         };
-        let total = c.duration(&r.total_timeout, &k("total_timeout"), Duration::ZERO);
+        let total = dur(c, &r.total_timeout, "total_timeout", Duration::ZERO);
         let timeouts = RouteTimeouts {
-            connect: c.duration(&r.connect_timeout, &k("connect_timeout"), Duration::from_secs(2)),
-            response: c.duration(&r.response_timeout, &k("response_timeout"), Duration::from_secs(30)),
-            idle: c.duration(&r.idle_timeout, &k("idle_timeout"), Duration::from_secs(60)),
+            connect: dur(c, &r.connect_timeout, "connect_timeout", Duration::from_secs(2)),
+            response: dur(c, &r.response_timeout, "response_timeout", Duration::from_secs(30)),
+            idle: dur(c, &r.idle_timeout, "idle_timeout", Duration::from_secs(60)),
             total: (!total.is_zero()).then_some(total),
         };
-        let max_body_bytes = c.int(&r.max_body_bytes, &k("max_body_bytes"), default_body as i64, 0, i64::MAX) as u64;
+        let max_body_bytes = match r.max_body_bytes {
+            Some(_) => c.int(&r.max_body_bytes, &k("max_body_bytes"), default_body as i64, 0, i64::MAX) as u64,
+            None => default_body,
+        };
         Action::Proxy { upstream, rewrite, max_body_bytes, timeouts }
     } else if let Some(rs) = &r.respond {
         let span = rs.span();

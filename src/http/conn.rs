@@ -30,7 +30,9 @@ const INITIAL_BUF: usize = 512;
 pub struct ClientConn {
     pub stream: TcpStream,
     pub client_ip: Vec<u8>,
-    pub trusted_peer: bool,
+    pub peer_ip: std::net::IpAddr,
+    /// Whether the peer is a trusted proxy, as of snapshot generation `.1` (a reload may change it).
+    pub trusted: (bool, u64),
     pub rbuf: BytesMut,
     pub rid: Vec<u8>,
     pub requests: u64,
@@ -44,6 +46,16 @@ pub struct ClientConn {
     pub http10: bool,
 }
 
+impl ClientConn {
+    /// Whether the peer is in `forwarding.trusted_proxies` of this snapshot.
+    pub fn trusted_peer(&mut self, snap: &Snapshot) -> bool {
+        if self.trusted.1 != snap.generation {
+            self.trusted = (snap.is_trusted(self.peer_ip), snap.generation);
+        }
+        self.trusted.0
+    }
+}
+
 /// Serve a connection until it closes. Panics are caught by the caller (runtime.rs).
 pub async fn serve(stream: TcpStream, peer: SocketAddr, w: Rc<Worker>) {
     let _ = stream.set_nodelay(true);
@@ -55,7 +67,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, w: Rc<Worker>) {
     let mut c = ClientConn {
         stream,
         client_ip: ip.to_string().into_bytes(),
-        trusted_peer: snap.is_trusted(ip),
+        peer_ip: ip,
+        trusted: (snap.is_trusted(ip), snap.generation),
         rbuf: BytesMut::with_capacity(INITIAL_BUF),
         rid: Vec::new(),
         requests: 0,
@@ -272,7 +285,7 @@ mod size_probe {
             let addr = l.local_addr().expect("addr");
             let s = monoio::net::TcpStream::connect_addr(addr).await.expect("connect");
             let shared = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(crate::shared::Snapshot::build(
-                &crate::config::load_str(crate::config::DEFAULT_CONFIG, "d").expect("cfg"),
+                crate::config::load_str(crate::config::DEFAULT_CONFIG, "d").expect("cfg"),
                 None,
                 1,
             )));

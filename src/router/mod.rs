@@ -130,8 +130,23 @@ pub trait Facts {
     fn query(&self, name: &[u8], value: Option<&[u8]>) -> bool;
 }
 
+/// A request that has a method and nothing else (no headers, no query): for benches and tests.
+pub struct MethodOnly(pub &'static [u8]);
+
+impl Facts for MethodOnly {
+    fn method(&self) -> &[u8] {
+        self.0
+    }
+    fn header(&self, _: &[u8], _: Option<&[u8]>) -> bool {
+        false
+    }
+    fn query(&self, _: &[u8], _: Option<&[u8]>) -> bool {
+        false
+    }
+}
+
 /// One route as the router sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteSpec {
     pub name: String,
     pub host: HostPattern,
