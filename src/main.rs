@@ -124,6 +124,7 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source)
     };
     let shared = Arc::new(ArcSwap::from_pointee(Snapshot::build(cfg.clone(), demo, 1)));
     let reloader = Reloader::new(shared.clone(), reload_source, &cfg, demo);
+    reloader.start_reaper().map_err(|e| format!("cannot start the snapshot reaper: {e}"))?;
 
     // Bind everything before starting workers, so a busy port fails the start cleanly.
     let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..cfg.workers).map(|_| Vec::new()).collect();

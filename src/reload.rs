@@ -42,6 +42,9 @@ pub struct Reloader {
     fixed: Fixed,
     /// The built-in demo upstream's address, started on first need; the lock also serializes reloads.
     state: Mutex<Option<SocketAddr>>,
+    /// Replaced snapshots, kept until no worker holds them so that they are freed here, on a
+    /// control thread: freeing a 10,000-route table takes milliseconds a worker must not spend.
+    retired: Mutex<Vec<Arc<Snapshot>>>,
 }
 
 impl Reloader {
@@ -56,7 +59,24 @@ impl Reloader {
                 listeners: started.listeners.iter().map(|l| l.addr).collect(),
             },
             state: Mutex::new(demo),
+            retired: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Free retired snapshots nobody else holds any more (call periodically, off the workers).
+    pub fn reap(&self) {
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        retired.retain(|s| Arc::strong_count(s) > 1);
+    }
+
+    /// Start the thread that reaps retired snapshots every 200 ms.
+    pub fn start_reaper(self: &Arc<Self>) -> std::io::Result<()> {
+        let r = Arc::clone(self);
+        std::thread::Builder::new().name("ringgate-reaper".into()).spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(200));
+            r.reap();
+        })?;
+        Ok(())
     }
 
     pub fn source(&self) -> &Source {
@@ -108,6 +128,7 @@ impl Reloader {
         let new = Snapshot::build(cfg, *demo, generation);
         let changes = diff(&old, &new);
         self.shared.store(Arc::new(new));
+        self.retired.lock().unwrap_or_else(|e| e.into_inner()).push(old);
         let took = started.elapsed();
         tracing::info!(
             trigger,
@@ -236,4 +257,35 @@ pub fn watch(r: Arc<Reloader>, debounce: Duration) -> std::io::Result<()> {
         }
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: &str = "[[listeners]]\naddress = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"u\"\ntargets = [\"127.0.0.1:9\"]\n[[routes]]\nprefix = \"/\"\nupstream = \"u\"\n";
+
+    /// A replaced snapshot is freed by `reap` (the control thread), once no worker holds it.
+    #[test]
+    fn retired_snapshots_are_freed_off_the_workers() {
+        let path = std::env::temp_dir().join(format!("ringgate-reload-unit-{}.toml", std::process::id()));
+        std::fs::write(&path, CFG).expect("write");
+        let cfg = config::load_file(&path).expect("valid");
+        let shared: SharedSnapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot::build(cfg.clone(), None, 1)));
+        let r = Reloader::new(shared.clone(), Source::File(path.clone()), &cfg, None);
+        let held_by_worker = shared.load_full();
+        let first = Arc::downgrade(&held_by_worker);
+        let ok = r.reload("test").expect("reload");
+        assert_eq!(ok.generation, 2);
+        r.reap();
+        assert!(first.upgrade().is_some(), "still held by a worker: kept");
+        drop(held_by_worker);
+        assert!(first.upgrade().is_some(), "the worker's drop does not free it: the reaper holds the last reference");
+        r.reap();
+        assert!(first.upgrade().is_none(), "freed by reap");
+        std::fs::write(&path, "not toml [").expect("write");
+        assert!(r.reload("test").is_err());
+        assert_eq!(r.current().generation, 2, "a refused reload keeps the running snapshot");
+        let _ = std::fs::remove_file(&path);
+    }
 }
