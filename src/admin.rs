@@ -1,7 +1,7 @@
 //! The admin listener: a small blocking HTTP/1.1 server on its own thread (never on a worker),
 //! one request per connection. `POST /reload` reloads (200 with JSON, or 422 with every config
 //! error); `GET /status` reports the generation. Off unless `[admin]` is configured; meant for
-//! loopback.
+//! loopback. One connection at a time, each read bounded by a 5 s timeout.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -53,6 +53,27 @@ fn serve(mut s: TcpStream, r: &Reloader) -> std::io::Result<()> {
         }
         buf.extend_from_slice(&chunk[..n]);
     };
+    // Read (and ignore) a body, so that closing the connection after the answer does not reset it.
+    let length = buf[..head_end]
+        .split(|&b| b == b'\n')
+        .filter_map(|l| {
+            let l = std::str::from_utf8(l).ok()?;
+            let (name, value) = l.split_once(':')?;
+            name.trim().eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok())?
+        })
+        .next()
+        .unwrap_or(0);
+    if length > MAX_HEAD {
+        return respond(&mut s, 413, "text/plain", "no body expected\n");
+    }
+    let mut have = buf.len() - (head_end + 4);
+    while have < length {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        have += n;
+    }
     let line = buf[..head_end].split(|&b| b == b'\n').next().unwrap_or(b"");
     let mut parts = line.split(|&b| b == b' ');
     let method = parts.next().unwrap_or(b"");

@@ -34,6 +34,10 @@ struct Fixed {
     pin_cores: Vec<usize>,
     driver: DriverChoice,
     listeners: Vec<SocketAddr>,
+    max_connections_per_worker: usize,
+    drain_timeout: Duration,
+    admin: Option<SocketAddr>,
+    watch: (bool, Duration),
 }
 
 pub struct Reloader {
@@ -57,6 +61,10 @@ impl Reloader {
                 pin_cores: started.pin_cores.clone(),
                 driver: started.driver,
                 listeners: started.listeners.iter().map(|l| l.addr).collect(),
+                max_connections_per_worker: started.limits.max_connections_per_worker,
+                drain_timeout: started.drain_timeout,
+                admin: started.admin,
+                watch: (started.reload.watch, started.reload.debounce),
             },
             state: Mutex::new(demo),
             retired: Mutex::new(Vec::new()),
@@ -161,6 +169,18 @@ impl Reloader {
         }
         if listeners != f.listeners {
             fixed.push("listeners");
+        }
+        if cfg.limits.max_connections_per_worker != f.max_connections_per_worker {
+            fixed.push("limits.max_connections_per_worker");
+        }
+        if cfg.drain_timeout != f.drain_timeout {
+            fixed.push("shutdown.drain_timeout");
+        }
+        if cfg.admin != f.admin {
+            fixed.push("admin");
+        }
+        if (cfg.reload.watch, cfg.reload.debounce) != f.watch {
+            fixed.push("reload");
         }
         if !fixed.is_empty() {
             tracing::warn!(

@@ -66,8 +66,10 @@ impl Template {
         if !rest.is_empty() {
             parts.push(Part::Lit(rest.as_bytes().into()));
         }
-        if s.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-            return Err(format!("{s:?}: no spaces or control characters (percent-encode them)"));
+        if s.bytes().any(|b| !b.is_ascii_graphic() || b == b'#' || b == b'\\') {
+            return Err(format!(
+                "{s:?}: no spaces, control characters, non-ASCII bytes, '#' or '\\' (percent-encode them)"
+            ));
         }
         Ok(Template { parts })
     }
@@ -79,6 +81,23 @@ impl Template {
 
     pub fn mentions_query(&self) -> bool {
         self.parts.contains(&Part::Query)
+    }
+
+    /// Render a redirect target. Unless the template itself starts with `//`, leading slashes of
+    /// the result collapse to one, so `GET //evil.example` through `{$path}` or `/{rest}` never
+    /// becomes a protocol-relative `Location: //evil.example` (an open redirect).
+    pub fn render_location(&self, v: &Vars<'_>, out: &mut BytesMut) {
+        let start = out.len();
+        self.render(v, out);
+        if !matches!(self.parts.first(), Some(Part::Lit(l)) if l.starts_with(b"//")) {
+            let slashes = out[start..].iter().take_while(|&&b| b == b'/').count();
+            if slashes > 1 {
+                let rest = out.split_off(start + slashes);
+                out.truncate(start);
+                out.put_u8(b'/');
+                out.unsplit(rest);
+            }
+        }
     }
 
     pub fn render(&self, v: &Vars<'_>, out: &mut BytesMut) {
@@ -212,6 +231,7 @@ pub fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         410 => "Gone",
+        413 => "Content Too Large",
         418 => "I'm a teapot",
         422 => "Unprocessable Content",
         431 => "Request Header Fields Too Large",

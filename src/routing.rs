@@ -23,22 +23,24 @@ impl Facts for ReqFacts<'_> {
         &self.head[self.req.method.clone()]
     }
 
+    /// The first field line of that name decides (so `x: 1` and `x: 2` conditions exclude each other
+    /// even when a request repeats the field).
     fn header(&self, name: &[u8], value: Option<&[u8]>) -> bool {
-        self.req.headers.iter().any(|h| {
-            self.head[h.name.clone()].eq_ignore_ascii_case(name)
-                && value.is_none_or(|v| v == &self.head[h.value.clone()])
-        })
+        let first = self.req.headers.iter().find(|h| self.head[h.name.clone()].eq_ignore_ascii_case(name));
+        first.is_some_and(|h| value.is_none_or(|v| v == &self.head[h.value.clone()]))
     }
 
+    /// The first parameter of that name decides, as for headers.
     fn query(&self, name: &[u8], value: Option<&[u8]>) -> bool {
         let Some(q) = self.query else { return false };
-        q.split(|&b| b == b'&').any(|pair| {
+        let first = q.split(|&b| b == b'&').find_map(|pair| {
             let (n, v) = match memchr::memchr(b'=', pair) {
                 Some(e) => (&pair[..e], &pair[e + 1..]),
                 None => (pair, &b""[..]),
             };
-            n == name && value.is_none_or(|x| x == v)
-        })
+            (n == name).then_some(v)
+        });
+        first.is_some_and(|v| value.is_none_or(|x| x == v))
     }
 }
 
@@ -63,6 +65,11 @@ pub fn route<'s>(
 ) -> Result<Routed<'s>, ProxyError> {
     extra.clear();
     let target = &head[req.path.clone()];
+    // RFC 9112 §3.2 / RFC 3986 §3.5: a request-target has no fragment, and `\` is no URI character;
+    // upstreams that drop a `#...` or read `\` as `/` would see another path than the one routed.
+    if memchr::memchr2(b'#', b'\\', target).is_some() {
+        return Err(ProxyError::BadPath);
+    }
     let (raw_path, query) = match memchr::memchr(b'?', target) {
         Some(q) => (&target[..q], Some(&target[q + 1..])),
         None => (target, None),
@@ -88,7 +95,8 @@ pub fn route<'s>(
     let mut routed = Routed { route, target: None, direct: None };
     match &route.action {
         Action::Proxy { rewrite, .. } => {
-            if rewrite.apply(&vars, extra) || (n.rewritten && origin) {
+            // `*` and an empty absolute-form path are sent as they came: no rewrite applies.
+            if origin && (rewrite.apply(&vars, extra) || n.rewritten) {
                 if extra.is_empty() {
                     extra.put_slice(path);
                 }
@@ -113,7 +121,7 @@ pub fn route<'s>(
             // response_headers may remove or set (replace) Location.
             if !route.response_headers.removes(b"location") {
                 extra.put_slice(b"Location: ");
-                r.location.render(&vars, extra);
+                r.location.render_location(&vars, extra);
                 if r.keep_query && !r.location.mentions_query() {
                     if let Some(q) = query {
                         extra.put_u8(if r.location.has_literal(b'?') { b'&' } else { b'?' });

@@ -400,6 +400,9 @@ fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
         watch: raw.reload.watch,
         debounce: c.duration(&raw.reload.debounce, "reload.debounce", Duration::from_millis(500)),
     };
+    if reload.debounce < Duration::from_millis(10) {
+        c.err(None, "reload.debounce", "must be at least 10ms (a file being written needs time to settle)");
+    }
 
     Config {
         workers,

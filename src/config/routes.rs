@@ -29,6 +29,11 @@ const FORBIDDEN: [&str; 9] = [
     "expect",
 ];
 
+/// Text a rewrite may put in the request line: a path of visible ASCII, no query or fragment.
+fn rewrite_text(s: &str) -> bool {
+    s.starts_with('/') && s.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'?' | b'#' | b'\\'))
+}
+
 fn token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
@@ -56,8 +61,8 @@ fn header_ops(c: &mut Checker, raw: &Option<Spanned<RawHeaderOps>>, key: &str, r
         }
     };
     let line = |c: &mut Checker, n: &str, v: &str, lines: &mut BytesMut| {
-        if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            c.err(span.clone(), key, format!("value of {n:?} holds CR, LF or NUL"));
+        if v.bytes().any(|b| (b.is_ascii_control() && b != b'\t') || b == 0x7f) {
+            c.err(span.clone(), key, format!("value of {n:?} holds control characters"));
             return;
         }
         lines.put_slice(n.as_bytes());
@@ -66,6 +71,10 @@ fn header_ops(c: &mut Checker, raw: &Option<Spanned<RawHeaderOps>>, key: &str, r
         lines.put_slice(b"\r\n");
     };
     for n in &raw.remove {
+        if request && n.eq_ignore_ascii_case("host") {
+            c.err(span.clone(), key, "Host cannot be removed (HTTP/1.1 requires it; set it instead)");
+            continue;
+        }
         if check_name(c, n) {
             ops.remove.push(n.to_ascii_lowercase().into_bytes().into());
         }
@@ -184,8 +193,20 @@ fn one_route(
             },
         );
     }
-    if r.rewrite.is_some() && r.upstream.is_none() {
-        c.err(here.clone(), k("rewrite"), "only a route with an upstream can rewrite the path");
+    if r.upstream.is_none() {
+        let proxy_only = [
+            ("rewrite", r.rewrite.is_some()),
+            ("max_body_bytes", r.max_body_bytes.is_some()),
+            ("connect_timeout", r.connect_timeout.is_some()),
+            ("response_timeout", r.response_timeout.is_some()),
+            ("idle_timeout", r.idle_timeout.is_some()),
+            ("total_timeout", r.total_timeout.is_some()),
+        ];
+        for (key, set) in proxy_only {
+            if set {
+                c.err(here.clone(), k(key), "only applies to a route with an upstream (remove it)");
+            }
+        }
     }
     let response_headers = match r.response_headers {
         Some(_) => header_ops(c, &r.response_headers, &k("response_headers"), false),
@@ -221,6 +242,18 @@ fn one_route(
                 if set != 1 {
                     c.err(span, k("rewrite"), "give exactly one of strip_prefix, replace_prefix, template");
                     Rewrite::None
+                } else if let Some(bad) =
+                    [&rw.strip_prefix, &rw.replace_prefix].into_iter().flatten().find(|p| !rewrite_text(p.get_ref()))
+                {
+                    c.err(
+                        Some(bad.span()),
+                        k("rewrite"),
+                        format!(
+                            "{:?} must start with '/' and hold only visible ASCII, no '?', '#' or '\\'",
+                            bad.get_ref()
+                        ),
+                    );
+                    Rewrite::None
                 } else if let Some(p) = &rw.strip_prefix {
                     let literal = pattern.as_ref().and_then(|p| match p.pieces.first() {
                         Some(router::Piece::Static(s)) => Some(s.clone()),
@@ -252,6 +285,13 @@ fn one_route(
                 } else if let Some(t) = &rw.template {
                     if !t.get_ref().starts_with('/') && !t.get_ref().starts_with("{$path}") {
                         c.err(Some(t.span()), k("rewrite.template"), "must start with '/'");
+                    }
+                    if t.get_ref().contains('?') || t.get_ref().contains("{$query}") {
+                        c.err(
+                            Some(t.span()),
+                            k("rewrite.template"),
+                            "builds the path only: the request's query is always sent after it as it came",
+                        );
                     }
                     template(c, t, k("rewrite.template")).map(Rewrite::Template).unwrap_or_default()
                 } else {

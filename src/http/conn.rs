@@ -125,6 +125,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, w: Rc<Worker>) {
             Ok(Next::KeepAlive) => {}
             Ok(Next::Close) => return,
             Ok(Next::Upgrade(up, idle)) => {
+                // A tunnel may live for hours: it must not keep this config alive.
+                drop(snap);
                 let _guard = CountGuard::new(&w.in_flight);
                 Box::pin(tunnel(c, up, idle)).await;
                 return;

@@ -144,25 +144,27 @@ pub fn forward_request_head(
         }
         extra.put_slice(b"\r\n");
     }
-    if ctx.x_forwarded_for {
+    // A route's `set` of one of these fields replaces what the gateway would add.
+    let route_sets = |name: &[u8]| !ops.remove.is_empty() && ops.removes(name);
+    if ctx.x_forwarded_for && !route_sets(b"x-forwarded-for") {
         // Separate field lines are one list (RFC 9110 §5.3): appending a line appends to the list.
         extra.put_slice(b"X-Forwarded-For: ");
         extra.put_slice(ctx.client_ip);
         extra.put_slice(b"\r\n");
     }
-    if ctx.x_forwarded_proto && !have_proto {
+    if ctx.x_forwarded_proto && !have_proto && !route_sets(b"x-forwarded-proto") {
         extra.put_slice(b"X-Forwarded-Proto: ");
         extra.put_slice(ctx.proto);
         extra.put_slice(b"\r\n");
     }
-    if ctx.x_forwarded_host && !have_fwd_host {
+    if ctx.x_forwarded_host && !have_fwd_host && !route_sets(b"x-forwarded-host") {
         if let Some(h) = req.host_range() {
             extra.put_slice(b"X-Forwarded-Host: ");
             extra.put_slice(&buf[h.clone()]);
             extra.put_slice(b"\r\n");
         }
     }
-    if let Some(id) = ctx.generated_request_id {
+    if let Some(id) = ctx.generated_request_id.filter(|_| !route_sets(b"x-request-id")) {
         extra.put_slice(b"X-Request-Id: ");
         extra.put_slice(id);
         extra.put_slice(b"\r\n");

@@ -29,13 +29,15 @@ pub enum HostPattern {
 impl HostPattern {
     /// Parse a configured host: `example.com`, `*.example.com`, or `*` (any).
     pub fn parse(s: &str) -> Result<HostPattern, String> {
-        let s = s.trim().trim_end_matches('.').to_ascii_lowercase();
-        if s == "*" {
+        let lower = s.trim().to_ascii_lowercase();
+        if lower == "*" {
             return Ok(HostPattern::Any);
         }
+        // One trailing dot (a fully qualified name) is ignored; `*.` is no host.
+        let s = lower.strip_suffix('.').unwrap_or(&lower);
         let (wild, name) = match s.strip_prefix("*.") {
             Some(rest) => (true, rest),
-            None => (false, s.as_str()),
+            None => (false, s),
         };
         let ok = !name.is_empty()
             && name.len() <= 253
@@ -481,10 +483,27 @@ fn valid_name(n: &str) -> bool {
 }
 
 /// Parse `path = "..."`: static text, `{name}` as a whole segment, a final `{*name}`.
-pub fn parse_path(p: &str) -> Result<Pattern, String> {
+/// A path pattern's or prefix's text: starts with `/`, visible ASCII only, no query or fragment.
+fn path_text(p: &str) -> Result<(), String> {
     if !p.starts_with('/') {
         return Err(format!("{p:?} must start with '/'"));
     }
+    if p.bytes().any(|b| !b.is_ascii_graphic() || matches!(b, b'?' | b'#' | b'\\')) {
+        return Err(format!(
+            "{p:?} holds a space, control or non-ASCII byte, '?', '#' or '\\': it could never match (percent-encode, or use match_query for the query)"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `p` is in the normal form requests are matched in (see `normalize`).
+fn is_normal(p: &[u8]) -> bool {
+    let mut out = Vec::new();
+    matches!(normalize::normalize(p, &mut out), Ok(n) if !n.rewritten || out == p)
+}
+
+pub fn parse_path(p: &str) -> Result<Pattern, String> {
+    path_text(p)?;
     let mut pieces = Vec::new();
     let mut names: Vec<String> = Vec::new();
     let mut lit = Vec::new();
@@ -546,10 +565,13 @@ pub fn parse_path(p: &str) -> Result<Pattern, String> {
 
 /// Parse `prefix = "..."`: literal bytes, then anything.
 pub fn parse_prefix(p: &str) -> Result<Pattern, String> {
-    if !p.starts_with('/') {
-        return Err(format!("{p:?} must start with '/'"));
-    }
+    path_text(p)?;
     let b = p.as_bytes();
+    // Whole segments must be normal; the last may be partial (`/.` is a fine prefix for dotfiles).
+    let whole = &b[..=b.iter().rposition(|&c| c == b'/').unwrap_or(0)];
+    if !is_normal(whole) {
+        return Err(format!("{p:?} is not in normal form (no '.' or '..' segments): it would never match"));
+    }
     for (i, _) in p.match_indices('%') {
         let decoded =
             std::str::from_utf8(b.get(i + 1..i + 3).unwrap_or(b"")).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
