@@ -1,6 +1,7 @@
 //! The admin listener: a small blocking HTTP/1.1 server on its own thread (never on a worker),
 //! one request per connection. `POST /reload` reloads (200 with JSON, or 422 with every config
-//! error); `GET /status` reports the generation. Off unless `[admin]` is configured; meant for
+//! error); `GET /status` reports the generation; `/healthz` (alive), `/readyz` (200 serving, 503
+//! starting or draining) and `POST /drain` are for the L4 balancer in front. Off unless `[admin]` is configured; meant for
 //! loopback. One connection at a time, each read bounded by a 5 s timeout.
 
 use std::io::{Read, Write};
@@ -111,14 +112,41 @@ fn serve(mut s: TcpStream, r: &Reloader) -> std::io::Result<()> {
             });
             respond(&mut s, 200, "application/json", &format!("{body}\n"))
         }
-        (_, b"/reload") | (_, b"/status") => respond(&mut s, 405, "text/plain", "method not allowed\n"),
-        _ => respond(&mut s, 404, "text/plain", "not found (POST /reload, GET /status)\n"),
+        (b"GET" | b"HEAD", b"/healthz") => respond(&mut s, 200, "text/plain", "alive\n"),
+        (b"GET" | b"HEAD", b"/readyz") => {
+            let (status, body) = readiness();
+            respond(&mut s, status, "text/plain", body)
+        }
+        (b"POST", b"/drain") => {
+            let started = crate::core::start_drain();
+            respond(&mut s, 202, "text/plain", if started { "draining\n" } else { "already draining\n" })
+        }
+        (_, b"/reload" | b"/status" | b"/healthz" | b"/readyz" | b"/drain") => {
+            respond(&mut s, 405, "text/plain", "method not allowed\n")
+        }
+        _ => respond(
+            &mut s,
+            404,
+            "text/plain",
+            "not found (POST /reload, GET /status, GET /healthz, GET /readyz, POST /drain)\n",
+        ),
+    }
+}
+
+/// `/readyz`: 200 while serving, 503 while starting or draining.
+pub fn readiness() -> (u16, &'static str) {
+    if crate::core::draining() {
+        (503, "draining\n")
+    } else if !crate::core::ready() {
+        (503, "starting\n")
+    } else {
+        (200, "ready\n")
     }
 }
 
 fn respond(s: &mut TcpStream, status: u16, ctype: &str, body: &str) -> std::io::Result<()> {
     let reason = crate::route::reason(status);
-    let allow = if status == 405 { "Allow: POST, GET\r\n" } else { "" };
+    let allow = if status == 405 { "Allow: GET, HEAD, POST\r\n" } else { "" };
     let head = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
         body.len()

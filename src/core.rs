@@ -6,7 +6,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use std::ops::Range;
@@ -24,8 +24,55 @@ use crate::net::iov::IoSlices;
 use crate::shared::Snapshot;
 use crate::upstream::pool::Pool;
 
-/// Set by the signal thread; workers stop accepting and drain.
+/// Set when accepting stops (a drain's grace period is over); workers finish what is in flight.
 pub static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+/// Set when a drain starts (SIGTERM, `POST /drain`): `/readyz` answers 503 and every response
+/// closes its connection, while listeners still accept for the grace period.
+pub static DRAINING: AtomicBool = AtomicBool::new(false);
+/// Workers started and accepting, against the number configured: `/readyz` is 503 until equal.
+pub static READY_WORKERS: AtomicUsize = AtomicUsize::new(0);
+pub static EXPECTED_WORKERS: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// The grace period of a drain, in milliseconds (fixed at start).
+static DRAIN_GRACE_MS: AtomicU64 = AtomicU64::new(0);
+
+pub fn set_drain_grace(d: std::time::Duration) {
+    DRAIN_GRACE_MS.store(d.as_millis().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+}
+
+/// True from the start of a drain: answers close their connections.
+pub fn draining() -> bool {
+    DRAINING.load(Ordering::Relaxed) || SHUTDOWN.load(Ordering::Relaxed)
+}
+
+/// Whether the process should get traffic: all workers up and no drain started.
+pub fn ready() -> bool {
+    !draining() && READY_WORKERS.load(Ordering::Relaxed) >= EXPECTED_WORKERS.load(Ordering::Relaxed)
+}
+
+/// Start a drain: not ready at once, stop accepting after the grace period. False when a drain
+/// had already started.
+pub fn start_drain() -> bool {
+    if DRAINING.swap(true, Ordering::SeqCst) {
+        return false;
+    }
+    let grace = std::time::Duration::from_millis(DRAIN_GRACE_MS.load(Ordering::Relaxed));
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "draining: /readyz is 503, connections close after their next response; accepting stops after the grace period"
+    );
+    if grace.is_zero() {
+        SHUTDOWN.store(true, Ordering::SeqCst);
+    } else {
+        let spawned = std::thread::Builder::new().name("ringgate-drain".into()).spawn(move || {
+            std::thread::sleep(grace);
+            SHUTDOWN.store(true, Ordering::SeqCst);
+        });
+        if spawned.is_err() {
+            SHUTDOWN.store(true, Ordering::SeqCst);
+        }
+    }
+    true
+}
 
 /// Rare-event counters, process-wide.
 pub struct Stats {

@@ -3,14 +3,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 use ringgate::admin;
 use ringgate::config::{self, Config, DriverChoice, TargetSpec};
-use ringgate::core::SHUTDOWN;
 use ringgate::net::listener::bind_group;
 use ringgate::reload::{self, Reloader, Source};
 use ringgate::runtime::{self, WorkerSpec};
@@ -122,18 +120,23 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source)
     } else {
         None
     };
-    let shared = Arc::new(ArcSwap::from_pointee(Snapshot::build(cfg.clone(), demo, 1)));
+    // The snapshot takes the route table (moved, not copied); start-up keeps the rest.
+    let mut cfg = cfg;
+    let table =
+        Config { routes: std::mem::take(&mut cfg.routes), router: std::mem::take(&mut cfg.router), ..cfg.clone() };
+    let shared = Arc::new(ArcSwap::from_pointee(Snapshot::build(table, demo, 1)));
     let reloader = Reloader::new(shared.clone(), reload_source, &cfg, demo);
     reloader.start_reaper().map_err(|e| format!("cannot start the snapshot reaper: {e}"))?;
 
     // Bind everything before starting workers, so a busy port fails the start cleanly.
-    let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..cfg.workers).map(|_| Vec::new()).collect();
+    let mut per_worker: Vec<Vec<_>> = (0..cfg.workers).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
     for l in &cfg.listeners {
         let (addr, socks) = bind_group(l, cfg.workers)?;
         bound.push(addr);
+        let proxy = Arc::new(l.proxy.clone());
         for (i, s) in socks.into_iter().enumerate() {
-            per_worker[i].push(s);
+            per_worker[i].push((s, proxy.clone()));
         }
     }
 
@@ -148,6 +151,8 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source)
         reload::watch(reloader.clone(), cfg.reload.debounce)
             .map_err(|e| format!("cannot start the config watch: {e}"))?;
     }
+    ringgate::core::set_drain_grace(cfg.grace_period);
+    ringgate::core::EXPECTED_WORKERS.store(cfg.workers, std::sync::atomic::Ordering::SeqCst);
     install_signals(reloader)?;
     let mut handles = Vec::new();
     for (id, listeners) in per_worker.into_iter().enumerate() {
@@ -204,11 +209,11 @@ fn install_signals(reloader: Arc<Reloader>) -> Result<(), String> {
                     let _ = reloader.reload("SIGHUP");
                     continue;
                 }
-                if SHUTDOWN.swap(true, Ordering::SeqCst) {
+                if !ringgate::core::start_drain() {
                     eprintln!("ringgate: second signal ({sig}), exiting now");
                     std::process::exit(1);
                 }
-                tracing::info!(signal = sig, "shutting down: no new connections, draining requests in flight");
+                tracing::info!(signal = sig, "shutting down");
             }
         })
         .map_err(|e| format!("cannot start signal thread: {e}"))?;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::core::Scratch;
-use crate::core::{shutting_down, Worker};
+use crate::core::{draining, Worker};
 use crate::error::ProxyError;
 use crate::http::body::{BodyError, BodyReader};
 use crate::http::conn::ClientConn;
@@ -280,7 +280,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
     let keep = s.req.keep_alive
         && rframing != ResponseFraming::UntilClose
         && !dechunk
-        && !shutting_down()
+        && !draining()
         && c.requests < snap.limits.max_requests_per_connection;
     let mode = if keep { ConnMode::KeepAlive } else { ConnMode::Close };
     let mut rbody = match rframing {
@@ -340,7 +340,7 @@ async fn answer_direct(
     body: Bytes,
 ) -> Result<Next, ProxyError> {
     let keep =
-        s.req.keep_alive && !c.body_pending && !shutting_down() && c.requests < snap.limits.max_requests_per_connection;
+        s.req.keep_alive && !c.body_pending && !draining() && c.requests < snap.limits.max_requests_per_connection;
     let mut out = std::mem::take(&mut s.iov);
     out.bufs_mut().push(head);
     let extra = &mut s.extra;

@@ -195,9 +195,16 @@ pub struct Redirect {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Proxy { upstream: usize, rewrite: Rewrite, max_body_bytes: u64, timeouts: RouteTimeouts },
+    Proxy {
+        upstream: usize,
+        rewrite: Rewrite,
+        max_body_bytes: u64,
+        timeouts: RouteTimeouts,
+    },
     Respond(Respond),
     Redirect(Redirect),
+    /// The readiness answer (`/readyz`), for balancers that probe the traffic port.
+    Health,
 }
 
 /// A compiled route: how it is matched (for the router) and what it does.

@@ -108,6 +108,19 @@ pub fn route<'s>(
             }
         }
         Action::Respond(r) => routed.direct = Some((r.head.clone(), r.body.clone())),
+        Action::Health => {
+            let (status, body) = crate::admin::readiness();
+            extra.put_slice(if status == 200 {
+                b"HTTP/1.1 200 OK\r\n"
+            } else {
+                b"HTTP/1.1 503 Service Unavailable\r\n"
+            });
+            extra.put_slice(b"Content-Type: text/plain\r\nCache-Control: no-store\r\nContent-Length: ");
+            extra.put_slice(body.len().to_string().as_bytes());
+            extra.put_slice(b"\r\n");
+            extra.put_slice(&route.response_headers.lines);
+            routed.direct = Some((extra.split().freeze(), Bytes::from_static(body.as_bytes())));
+        }
         Action::Redirect(r) => {
             extra.put_slice(b"HTTP/1.1 ");
             extra.put_slice(&[

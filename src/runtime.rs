@@ -16,14 +16,15 @@ use futures_util::FutureExt;
 use monoio::io::{CancelHandle, Canceller};
 use monoio::net::TcpListener;
 
-use crate::config::DriverChoice;
+use crate::config::{DriverChoice, ProxyProtocol};
 use crate::core::{shutting_down, Worker, STATS};
 use crate::shared::Snapshot;
 
 pub struct WorkerSpec {
     pub id: usize,
     pub core: Option<usize>,
-    pub listeners: Vec<std::net::TcpListener>,
+    /// Each listening socket with its listener's PROXY protocol setting.
+    pub listeners: Vec<(std::net::TcpListener, Arc<ProxyProtocol>)>,
     pub driver: DriverChoice,
     pub shared: Arc<ArcSwap<Snapshot>>,
     pub max_connections: usize,
@@ -128,11 +129,11 @@ fn build_uring() -> std::io::Result<(UringRuntime, String)> {
 async fn worker_main(spec: WorkerSpec) {
     let w = Rc::new(Worker::new(spec.id, spec.shared.clone()));
     let mut cancellers = Vec::new();
-    for l in spec.listeners {
+    for (l, proxy) in spec.listeners {
         match TcpListener::from_std(l) {
             Ok(l) => {
                 let c = Canceller::new();
-                monoio::spawn(accept_loop(l, w.clone(), c.handle(), spec.max_connections));
+                monoio::spawn(accept_loop(l, proxy, w.clone(), c.handle(), spec.max_connections));
                 cancellers.push(c);
             }
             Err(e) => {
@@ -141,6 +142,7 @@ async fn worker_main(spec: WorkerSpec) {
             }
         }
     }
+    crate::core::READY_WORKERS.fetch_add(1, Ordering::SeqCst);
     // Periodic work: shutdown check and pool sweep. Polling an atomic every 50 ms costs nothing
     // measurable and needs no cross-thread waker.
     // A reload shows as a new generation: pooled connections to removed targets go at once.
@@ -184,7 +186,13 @@ async fn worker_main(spec: WorkerSpec) {
     w.pool.clear();
 }
 
-async fn accept_loop(l: TcpListener, w: Rc<Worker>, cancel: CancelHandle, max_connections: usize) {
+async fn accept_loop(
+    l: TcpListener,
+    proxy: Arc<ProxyProtocol>,
+    w: Rc<Worker>,
+    cancel: CancelHandle,
+    max_connections: usize,
+) {
     let mut backoff = Duration::from_millis(5);
     loop {
         // At the cap, accept pauses (the kernel backlog holds new clients) instead of failing.
@@ -203,10 +211,12 @@ async fn accept_loop(l: TcpListener, w: Rc<Worker>, cancel: CancelHandle, max_co
                 // Counted here, before the task first runs, so the cap holds for a burst of accepts.
                 let slot = ConnSlot::new(w.clone());
                 let w = w.clone();
+                let proxy = proxy.clone();
                 monoio::spawn(async move {
                     let _slot = slot;
-                    let served =
-                        AssertUnwindSafe(crate::http::conn::serve(stream, peer, w.clone())).catch_unwind().await;
+                    let served = AssertUnwindSafe(crate::http::conn::serve(stream, peer, &proxy, w.clone()))
+                        .catch_unwind()
+                        .await;
                     if let Err(p) = served {
                         let n = STATS.panics.fetch_add(1, Ordering::Relaxed) + 1;
                         let msg = p

@@ -52,6 +52,9 @@ pub struct RawListener {
     pub backlog: Option<Spanned<i64>>,
     #[serde(default)]
     pub reuse_port_group: bool,
+    pub proxy_protocol: Option<Text>,
+    #[serde(default)]
+    pub proxy_protocol_from: Vec<Text>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,6 +105,7 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct RawShutdown {
     pub drain_timeout: Option<Text>,
+    pub grace_period: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,6 +135,8 @@ pub struct RawRoute {
     pub rewrite: Option<Spanned<RawRewrite>>,
     pub respond: Option<Spanned<RawRespond>>,
     pub redirect: Option<Spanned<RawRedirect>>,
+    #[serde(default)]
+    pub health: bool,
     pub request_headers: Option<Spanned<RawHeaderOps>>,
     pub response_headers: Option<Spanned<RawHeaderOps>>,
     pub max_body_bytes: Option<Spanned<i64>>,

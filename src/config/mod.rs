@@ -60,6 +60,8 @@ pub struct Config {
     pub limits: Limits,
     pub forwarding: Forwarding,
     pub drain_timeout: Duration,
+    /// How long listeners keep accepting after a drain starts (the balancer notices `/readyz`).
+    pub grace_period: Duration,
     pub upstreams: Vec<UpstreamCfg>,
     pub routes: Vec<Route>,
     /// The routes compiled (index = position in `routes`).
@@ -81,6 +83,25 @@ pub struct ListenerCfg {
     pub addr: SocketAddr,
     pub backlog: i32,
     pub reuse_port_group: bool,
+    pub proxy: ProxyProtocol,
+}
+
+/// Whether a listener takes a PROXY protocol header, and from whom.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyProtocol {
+    pub mode: ProxyMode,
+    /// Peers allowed to send one; a header from anyone else closes the connection.
+    pub from: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProxyMode {
+    #[default]
+    Off,
+    /// A header is used when a trusted peer sends one; plain HTTP otherwise.
+    Optional,
+    /// Every connection must start with a header, from a trusted peer.
+    Required,
 }
 
 #[derive(Debug, Clone)]
@@ -276,7 +297,8 @@ fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
                     c.err(Some(l.address.span()), &key, format!("{addr} is listed twice (remove one)"));
                 }
                 let backlog = c.int(&l.backlog, &format!("listeners[{i}].backlog"), 4096, 1, 1 << 20) as i32;
-                listeners.push(ListenerCfg { addr, backlog, reuse_port_group: l.reuse_port_group });
+                let proxy = proxy_protocol(c, l, i);
+                listeners.push(ListenerCfg { addr, backlog, reuse_port_group: l.reuse_port_group, proxy });
             }
             Err(_) => c.err(
                 Some(l.address.span()),
@@ -318,19 +340,7 @@ fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
     }
 
     let f = &raw.forwarding;
-    let mut trusted = Vec::new();
-    for (i, t) in f.trusted_proxies.iter().enumerate() {
-        let s = t.get_ref().trim();
-        let parsed = s.parse::<IpNet>().or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from));
-        match parsed {
-            Ok(n) => trusted.push(n),
-            Err(_) => c.err(
-                Some(t.span()),
-                format!("forwarding.trusted_proxies[{i}]"),
-                format!("{s:?} is not a CIDR (write \"10.0.0.0/8\" or an address)"),
-            ),
-        }
-    }
+    let trusted = cidrs(c, &f.trusted_proxies, "forwarding.trusted_proxies");
     let forwarding = Forwarding {
         trusted_proxies: trusted,
         x_forwarded_for: f.x_forwarded_for,
@@ -339,6 +349,7 @@ fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
         request_id: f.request_id,
     };
     let drain_timeout = c.duration(&raw.shutdown.drain_timeout, "shutdown.drain_timeout", Duration::from_secs(30));
+    let grace_period = c.duration(&raw.shutdown.grace_period, "shutdown.grace_period", Duration::ZERO);
 
     let mut upstreams: Vec<UpstreamCfg> = Vec::new();
     for (i, u) in raw.upstreams.iter().enumerate() {
@@ -412,12 +423,54 @@ fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
         limits,
         forwarding,
         drain_timeout,
+        grace_period,
         upstreams,
         routes,
         router,
         admin,
         reload,
     }
+}
+
+fn cidrs(c: &mut Checker, list: &[Text], key: &str) -> Vec<IpNet> {
+    let mut out = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        let s = t.get_ref().trim();
+        match s.parse::<IpNet>().or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from)) {
+            Ok(n) => out.push(n),
+            Err(_) => c.err(
+                Some(t.span()),
+                format!("{key}[{i}]"),
+                format!("{s:?} is not a CIDR (write \"10.0.0.0/8\" or an address)"),
+            ),
+        }
+    }
+    out
+}
+
+fn proxy_protocol(c: &mut Checker, l: &file::RawListener, i: usize) -> ProxyProtocol {
+    let mode = match l.proxy_protocol.as_ref().map(|m| (m, m.get_ref().as_str())) {
+        None | Some((_, "off")) => ProxyMode::Off,
+        Some((_, "optional")) => ProxyMode::Optional,
+        Some((_, "required")) => ProxyMode::Required,
+        Some((m, other)) => {
+            c.err(
+                Some(m.span()),
+                format!("listeners[{i}].proxy_protocol"),
+                format!("{other:?} is not a mode (use \"off\", \"optional\" or \"required\")"),
+            );
+            ProxyMode::Off
+        }
+    };
+    let from = cidrs(c, &l.proxy_protocol_from, &format!("listeners[{i}].proxy_protocol_from"));
+    if mode != ProxyMode::Off && l.proxy_protocol_from.is_empty() {
+        c.err(
+            l.proxy_protocol.as_ref().map(|m| m.span()),
+            format!("listeners[{i}].proxy_protocol_from"),
+            "PROXY protocol is on but no peer may send it (list the balancer's addresses, e.g. [\"10.0.0.0/8\"])",
+        );
+    }
+    ProxyProtocol { mode, from }
 }
 
 fn resolve(s: &str) -> Result<SocketAddr, String> {

@@ -181,15 +181,16 @@ fn one_route(
     };
 
     // The one action.
-    let actions = [r.upstream.is_some(), r.respond.is_some(), r.redirect.is_some()].iter().filter(|x| **x).count();
+    let actions =
+        [r.upstream.is_some(), r.respond.is_some(), r.redirect.is_some(), r.health].iter().filter(|x| **x).count();
     if actions != 1 {
         c.err(
             here.clone(),
             format!("routes[{i}]"),
             if actions == 0 {
-                "no action (add upstream = NAME, respond = {...} or redirect = {...})"
+                "no action (add upstream = NAME, respond = {...}, redirect = {...} or health = true)"
             } else {
-                "more than one action (keep one of upstream, respond, redirect)"
+                "more than one action (keep one of upstream, respond, redirect, health)"
             },
         );
     }
@@ -347,6 +348,8 @@ fn one_route(
         }
         let location = template(c, &rd.location, k("redirect.location")).unwrap_or_default();
         Action::Redirect(Redirect { status: status as u16, location, keep_query: rd.keep_query.unwrap_or(true) })
+    } else if r.health {
+        Action::Health
     } else {
         return None;
     };

@@ -5,7 +5,7 @@
 //! grows only when a head or body needs it. Requests are served one after another, so pipelined
 //! responses leave in order.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -14,11 +14,13 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncWriteRent, CancelableAsyncReadRent, Canceller, Splitable};
 use monoio::net::TcpStream;
 
-use crate::core::{shutting_down, CountGuard, Scratch, Worker};
+use crate::config::{ProxyMode, ProxyProtocol};
+use crate::core::{draining, CountGuard, Scratch, Worker};
 use crate::error::ProxyError;
 use crate::http::parse::parse_request;
 use crate::http::write::canned;
 use crate::net::io::{read_into, write_all, ReadOutcome};
+use crate::net::proxy_protocol::{self, HeaderError};
 use crate::pipeline::{handle, Next};
 use crate::shared::Snapshot;
 use crate::upstream::pool::UpstreamConn;
@@ -30,7 +32,7 @@ const INITIAL_BUF: usize = 512;
 pub struct ClientConn {
     pub stream: TcpStream,
     pub client_ip: Vec<u8>,
-    pub peer_ip: std::net::IpAddr,
+    pub peer_ip: IpAddr,
     /// Whether the peer is a trusted proxy, as of snapshot generation `.1` (a reload may change it).
     pub trusted: (bool, u64),
     pub rbuf: BytesMut,
@@ -57,13 +59,10 @@ impl ClientConn {
 }
 
 /// Serve a connection until it closes. Panics are caught by the caller (runtime.rs).
-pub async fn serve(stream: TcpStream, peer: SocketAddr, w: Rc<Worker>) {
+pub async fn serve(stream: TcpStream, peer: SocketAddr, proxy: &ProxyProtocol, w: Rc<Worker>) {
     let _ = stream.set_nodelay(true);
     let snap = w.snapshot.get();
-    let ip = match peer.ip() {
-        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(std::net::IpAddr::V6(v6)),
-        v4 => v4,
-    };
+    let ip = unmapped(peer.ip());
     let mut c = ClientConn {
         stream,
         client_ip: ip.to_string().into_bytes(),
@@ -79,6 +78,12 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, w: Rc<Worker>) {
     };
     // The first head must arrive within header_read_timeout of the accept, not of the first byte.
     let mut head_started = Some(Instant::now());
+    if proxy.mode != ProxyMode::Off {
+        let deadline = Instant::now() + snap.limits.header_read_timeout;
+        if !take_proxy_header(&mut c, proxy, deadline).await {
+            return;
+        }
+    }
     drop(snap);
     loop {
         c.rid.clear();
@@ -141,10 +146,61 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, w: Rc<Worker>) {
     }
 }
 
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+/// Read the PROXY protocol header a listener expects and make its source address the client's
+/// (for X-Forwarded-For, trusted-proxy checks, logs and limits). False: close the connection
+/// (a header from an untrusted peer, a missing one where required, a malformed, truncated or
+/// oversized one, or none within the header read timeout).
+async fn take_proxy_header(c: &mut ClientConn, proxy: &ProxyProtocol, deadline: Instant) -> bool {
+    let peer = c.peer_ip;
+    let trusted = proxy.from.iter().any(|n| n.contains(&peer));
+    if proxy.mode == ProxyMode::Required && !trusted {
+        tracing::debug!(%peer, "PROXY protocol required but the peer is not in proxy_protocol_from: closed");
+        return false;
+    }
+    loop {
+        if !c.rbuf.is_empty() {
+            match proxy_protocol::parse(&c.rbuf) {
+                Ok(Some(h)) => {
+                    if !trusted {
+                        tracing::debug!(%peer, "PROXY protocol header from a peer not in proxy_protocol_from: closed");
+                        return false;
+                    }
+                    let _ = c.rbuf.split_to(h.len);
+                    if let Some(src) = h.source {
+                        let ip = unmapped(src.ip());
+                        c.peer_ip = ip;
+                        c.client_ip = ip.to_string().into_bytes();
+                        c.trusted.1 = u64::MAX; // re-evaluated for the new address
+                    }
+                    return true;
+                }
+                Ok(None) => {}
+                Err(HeaderError::Absent) if proxy.mode == ProxyMode::Optional => return true,
+                Err(e) => {
+                    tracing::debug!(%peer, "{e}: closed");
+                    return false;
+                }
+            }
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if wait.is_zero() || !matches!(read_into(&mut c.stream, &mut c.rbuf, 512, wait).await, ReadOutcome::Data(_)) {
+            return false;
+        }
+    }
+}
+
 /// Wait for the first bytes of the next request. False: the client closed, or stayed silent
 /// past `wait` (the keep-alive timeout, or the header timeout on a new connection).
 async fn wait_for_bytes(c: &mut ClientConn, wait: Duration) -> bool {
-    if shutting_down() && c.requests > 0 {
+    if draining() && c.requests > 0 {
         return false;
     }
     matches!(read_into(&mut c.stream, &mut c.rbuf, 512, wait).await, ReadOutcome::Data(_))
@@ -199,7 +255,7 @@ async fn answer(c: &mut ClientConn, w: &Worker, e: &ProxyError, force_close: boo
     if c.rid.is_empty() {
         w.next_request_id(&mut c.rid);
     }
-    let close = force_close || a.close || c.body_pending || !c.keep_alive || shutting_down();
+    let close = force_close || a.close || c.body_pending || !c.keep_alive || draining();
     let mut extra = String::new();
     if !close && c.http10 {
         extra.push_str("Connection: keep-alive\r\n");
@@ -296,7 +352,8 @@ mod size_probe {
             eprintln!("sleep: {} bytes", size(&sl));
             eprintln!("ClientConn: {} bytes", std::mem::size_of::<super::ClientConn>());
             eprintln!("Scratch: {} bytes", std::mem::size_of::<crate::core::Scratch>());
-            let f = super::serve(s, addr, w);
+            let proxy = crate::config::ProxyProtocol::default();
+            let f = super::serve(s, addr, &proxy, w);
             eprintln!("serve future: {} bytes", size(&f));
         });
     }
