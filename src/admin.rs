@@ -6,6 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,11 +17,23 @@ const MAX_HEAD: usize = 8192;
 
 /// Bind and serve on a thread; returns the bound address.
 pub fn start(addr: SocketAddr, r: Arc<Reloader>) -> std::io::Result<SocketAddr> {
-    let l = TcpListener::bind(addr)?;
+    start_on(TcpListener::bind(addr)?, r)
+}
+
+/// Serve on a listening socket (bound here, or taken over from a previous process) until this
+/// process hands its sockets over to a successor.
+pub fn start_on(l: TcpListener, r: Arc<Reloader>) -> std::io::Result<SocketAddr> {
     let bound = l.local_addr()?;
     std::thread::Builder::new().name("ringgate-admin".into()).spawn(move || {
-        for conn in l.incoming() {
-            match conn {
+        while !crate::upgrade::HANDED_OVER.load(std::sync::atomic::Ordering::Relaxed) {
+            // Wait with poll rather than a non-blocking socket: the socket may be shared with a
+            // successor process, and O_NONBLOCK would be shared with it too.
+            let mut pfd = libc::pollfd { fd: l.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd for a descriptor this thread owns.
+            if unsafe { libc::poll(&mut pfd, 1, 100) } <= 0 {
+                continue;
+            }
+            match l.accept().map(|(s, _)| s) {
                 Ok(s) => {
                     if let Err(e) = serve(s, &r) {
                         tracing::debug!("admin connection: {e}");

@@ -150,6 +150,8 @@ pub struct Worker {
     rr: Cell<usize>,
     pub connections: Cell<usize>,
     pub in_flight: Cell<usize>,
+    /// Connections whose first request has not been answered yet (a drain waits for them).
+    pub fresh: Cell<usize>,
     seq: Cell<u64>,
     seed: u64,
     /// When the last upstream-error line was logged, and how many were skipped since.
@@ -172,6 +174,7 @@ impl Worker {
             rr: Cell::new(id),
             connections: Cell::new(0),
             in_flight: Cell::new(0),
+            fresh: Cell::new(0),
             seq: Cell::new(0),
             seed: h.finish(),
             error_log: Cell::new((None, 0)),

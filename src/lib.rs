@@ -23,4 +23,5 @@ pub mod router;
 pub mod routing;
 pub mod runtime;
 pub mod shared;
+pub mod upgrade;
 pub mod upstream;

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
-use ringgate::admin;
 use ringgate::config::{self, Config, DriverChoice, TargetSpec};
-use ringgate::net::listener::bind_group;
+use ringgate::net::listener::group_from;
 use ringgate::reload::{self, Reloader, Source};
 use ringgate::runtime::{self, WorkerSpec};
 use ringgate::shared::Snapshot;
+use ringgate::{admin, upgrade};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -37,6 +37,10 @@ enum Command {
     Run {
         #[arg(short, long)]
         config: PathBuf,
+        /// Take the listening sockets over from the ringgate running on the config's
+        /// `[upgrade] socket`, then tell it to drain (zero-downtime restart or upgrade).
+        #[arg(long)]
+        takeover: bool,
     },
     /// Validate a config file; print every error and exit non-zero if there is any.
     Check { file: PathBuf },
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     init_logging();
+    let takeover = matches!(cli.command, Some(Command::Run { takeover: true, .. }));
     let (cfg, source, reload_source) = match cli.command {
         Some(Command::Check { file }) => {
             return match config::load_file(&file) {
@@ -87,7 +92,7 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Some(Command::Run { config: path }) => match config::load_file(&path) {
+        Some(Command::Run { config: path, .. }) => match config::load_file(&path) {
             Ok(c) => (c, path.display().to_string(), Source::File(path.clone())),
             Err(e) => {
                 eprint!("{}", e.render());
@@ -103,7 +108,7 @@ fn main() -> ExitCode {
         },
     };
     let driver = cli.driver.as_deref().and_then(DriverChoice::parse).unwrap_or(cfg.driver);
-    match start(cfg, driver, &source, reload_source) {
+    match start(cfg, driver, &source, reload_source, takeover) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             eprintln!("ringgate: {msg}");
@@ -112,7 +117,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source) -> Result<(), String> {
+fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source, takeover: bool) -> Result<(), String> {
     let is_default = matches!(reload_source, Source::Embedded);
     let needs_demo = cfg.upstreams.iter().any(|u| u.targets.contains(&TargetSpec::Demo));
     let demo = if needs_demo {
@@ -128,23 +133,61 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source)
     let reloader = Reloader::new(shared.clone(), reload_source, &cfg, demo);
     reloader.start_reaper().map_err(|e| format!("cannot start the snapshot reaper: {e}"))?;
 
-    // Bind everything before starting workers, so a busy port fails the start cleanly.
+    // A takeover receives the running process's sockets first.
+    let mut taken = match (takeover, &cfg.upgrade_socket) {
+        (false, _) => None,
+        (true, None) => return Err("--takeover needs [upgrade] socket in the config".into()),
+        (true, Some(p)) => Some(upgrade::take(p).map_err(|e| format!("takeover: {e}"))?),
+    };
+
+    // Bind (or take over) everything before starting workers, so a busy port fails the start
+    // cleanly. A duplicate of each socket is kept to hand over to a successor.
     let mut per_worker: Vec<Vec<_>> = (0..cfg.workers).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
+    let mut handover = Vec::new();
     for l in &cfg.listeners {
-        let (addr, socks) = bind_group(l, cfg.workers)?;
+        let inherited: Vec<_> = match taken.as_mut() {
+            Some(t) => {
+                let (mine, rest) =
+                    std::mem::take(&mut t.sockets.listeners).into_iter().partition(|(a, _)| *a == l.addr);
+                t.sockets.listeners = rest;
+                mine.into_iter().map(|(_, fd)| fd).collect()
+            }
+            None => Vec::new(),
+        };
+        let (addr, socks) = group_from(l, cfg.workers, inherited)?;
         bound.push(addr);
         let proxy = Arc::new(l.proxy.clone());
-        for (i, s) in socks.into_iter().enumerate() {
-            per_worker[i].push((s, proxy.clone()));
+        for (j, s) in socks.into_iter().enumerate() {
+            if cfg.upgrade_socket.is_some() {
+                handover.push((addr, upgrade::dup(&s).map_err(|e| format!("{addr}: {e}"))?));
+            }
+            per_worker[j % cfg.workers].push((s, proxy.clone()));
+        }
+    }
+    if let Some(t) = &taken {
+        for (a, _) in &t.sockets.listeners {
+            tracing::warn!("taken-over socket for {a} is not in this config: closed here");
         }
     }
 
     if cfg.admin.is_some_and(|a| !a.ip().is_loopback()) {
         tracing::warn!("the admin listener is not on loopback: anyone who reaches it can reload the config");
     }
+    let mut admin_handover = None;
     let admin = match cfg.admin {
-        Some(a) => Some(admin::start(a, reloader.clone()).map_err(|e| format!("cannot bind admin listener {a}: {e}"))?),
+        Some(a) => {
+            let inherited = taken.as_mut().and_then(|t| t.sockets.admin.take_if(|(addr, _)| *addr == a));
+            let sock = match inherited {
+                Some((_, fd)) => std::net::TcpListener::from(fd),
+                None => std::net::TcpListener::bind(a).map_err(|e| format!("cannot bind admin listener {a}: {e}"))?,
+            };
+            let bound = sock.local_addr().map_err(|e| format!("admin listener: {e}"))?;
+            if cfg.upgrade_socket.is_some() {
+                admin_handover = Some((bound, upgrade::dup(&sock).map_err(|e| format!("admin listener: {e}"))?));
+            }
+            Some(admin::start_on(sock, reloader.clone()).map_err(|e| format!("admin listener {a}: {e}"))?)
+        }
         None => None,
     };
     if cfg.reload.watch {
@@ -188,6 +231,22 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source)
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
+
+    if let Some(t) = taken {
+        // Serving on the taken sockets: now the old process may drain.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !ringgate::core::ready() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        match t.confirm() {
+            Ok(()) => tracing::info!("took over the listening sockets; the previous process drains"),
+            Err(e) => tracing::warn!("took over the listening sockets, but the previous process did not confirm: {e}"),
+        }
+    }
+    if let Some(p) = &cfg.upgrade_socket {
+        let sockets = upgrade::Sockets { listeners: handover, admin: admin_handover };
+        upgrade::serve(p, sockets).map_err(|e| format!("cannot open the upgrade socket {}: {e}", p.display()))?;
+    }
 
     for h in handles {
         let _ = h.join();

@@ -172,14 +172,18 @@ async fn worker_main(spec: WorkerSpec) {
     for c in cancellers {
         let _ = c.cancel();
     }
+    // In flight: requests being served, and connections accepted whose first request has not
+    // been answered yet (a client that connected just before accepting stopped gets its answer).
+    let busy = |w: &Worker| w.in_flight.get() + w.fresh.get();
     let deadline = Instant::now() + spec.drain_timeout;
-    while w.in_flight.get() > 0 && Instant::now() < deadline {
+    while busy(&w) > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
-    if w.in_flight.get() > 0 {
+    if busy(&w) > 0 {
         tracing::warn!(
             worker = spec.id,
             in_flight = w.in_flight.get(),
+            fresh = w.fresh.get(),
             "drain timeout: closing requests still in flight"
         );
     }
@@ -205,9 +209,9 @@ async fn accept_loop(
         match l.cancelable_accept(cancel.clone()).await {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(5);
-                if shutting_down() {
-                    return; // accepted in the race with the cancel: dropping it closes it
-                }
+                // Accepted in the race with the cancel, the connection is still served (the
+                // socket may be shared with a successor process: dropping it would lose a client).
+                let last = shutting_down();
                 // Counted here, before the task first runs, so the cap holds for a burst of accepts.
                 let slot = ConnSlot::new(w.clone());
                 let w = w.clone();
@@ -227,6 +231,9 @@ async fn accept_loop(
                         tracing::error!(worker = w.id, %peer, panics_total = n, "panic while serving a connection ({msg}); that connection was closed, the worker goes on");
                     }
                 });
+                if last {
+                    return;
+                }
             }
             Err(_) if shutting_down() => return,
             Err(e) => {

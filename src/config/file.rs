@@ -27,6 +27,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub routes: Vec<Spanned<RawRoute>>,
     pub admin: Option<RawAdmin>,
+    pub upgrade: Option<RawUpgrade>,
     #[serde(default)]
     pub reload: RawReload,
 }
@@ -35,6 +36,12 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub address: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpgrade {
+    pub socket: Text,
 }
 
 #[derive(Debug, Default, Deserialize)]

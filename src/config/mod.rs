@@ -69,6 +69,8 @@ pub struct Config {
     /// Admin listener (`POST /reload`, `GET /status`); None = off.
     pub admin: Option<SocketAddr>,
     pub reload: ReloadCfg,
+    /// Unix socket a successor process takes the listening sockets from (`run --takeover`).
+    pub upgrade_socket: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -407,6 +409,15 @@ fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
             }
         },
     });
+    let upgrade_socket = raw.upgrade.as_ref().and_then(|u| {
+        let p = u.socket.get_ref().trim();
+        if p.is_empty() || p.len() > 100 {
+            c.err(Some(u.socket.span()), "upgrade.socket", "a Unix socket path of 1 to 100 bytes");
+            None
+        } else {
+            Some(std::path::PathBuf::from(p))
+        }
+    });
     let reload = ReloadCfg {
         watch: raw.reload.watch,
         debounce: c.duration(&raw.reload.debounce, "reload.debounce", Duration::from_millis(500)),
@@ -429,6 +440,7 @@ fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
         router,
         admin,
         reload,
+        upgrade_socket,
     }
 }
 

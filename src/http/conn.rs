@@ -15,7 +15,7 @@ use monoio::io::{AsyncWriteRent, CancelableAsyncReadRent, Canceller, Splitable};
 use monoio::net::TcpStream;
 
 use crate::config::{ProxyMode, ProxyProtocol};
-use crate::core::{draining, CountGuard, Scratch, Worker};
+use crate::core::{draining, shutting_down, CountGuard, Scratch, Worker};
 use crate::error::ProxyError;
 use crate::http::parse::parse_request;
 use crate::http::write::canned;
@@ -61,6 +61,7 @@ impl ClientConn {
 /// Serve a connection until it closes. Panics are caught by the caller (runtime.rs).
 pub async fn serve(stream: TcpStream, peer: SocketAddr, proxy: &ProxyProtocol, w: Rc<Worker>) {
     let _ = stream.set_nodelay(true);
+    let mut fresh = Some(CountGuard::new(&w.fresh));
     let snap = w.snapshot.get();
     let ip = unmapped(peer.ip());
     let mut c = ClientConn {
@@ -125,6 +126,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, proxy: &ProxyProtocol, w
         // in flight, so an idle keep-alive connection costs its small read buffer and this loop.
         let res = Box::pin(handle(&mut c, &mut s, &w, &snap)).await;
         drop(guard);
+        drop(fresh.take());
         w.recycle_scratch(s);
         match res {
             Ok(Next::KeepAlive) => {}
@@ -200,7 +202,9 @@ async fn take_proxy_header(c: &mut ClientConn, proxy: &ProxyProtocol, deadline: 
 /// Wait for the first bytes of the next request. False: the client closed, or stayed silent
 /// past `wait` (the keep-alive timeout, or the header timeout on a new connection).
 async fn wait_for_bytes(c: &mut ClientConn, wait: Duration) -> bool {
-    if draining() && c.requests > 0 {
+    // During a drain's grace period an idle keep-alive connection still gets its next request
+    // answered (with `Connection: close`); once accepting stopped, idle ones are closed.
+    if shutting_down() && c.requests > 0 {
         return false;
     }
     matches!(read_into(&mut c.stream, &mut c.rbuf, 512, wait).await, ReadOutcome::Data(_))

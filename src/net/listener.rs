@@ -56,3 +56,22 @@ pub fn bind_group(cfg: &ListenerCfg, count: usize) -> Result<(SocketAddr, Vec<st
     }
     Ok((addr, out))
 }
+
+/// The sockets for a listener when taking over from a previous process: the ones it handed over
+/// for this address, plus new ones joining their SO_REUSEPORT group until each worker has one.
+pub fn group_from(
+    cfg: &ListenerCfg,
+    count: usize,
+    inherited: Vec<std::os::fd::OwnedFd>,
+) -> Result<(SocketAddr, Vec<std::net::TcpListener>), String> {
+    if inherited.is_empty() {
+        return bind_group(cfg, count);
+    }
+    let mut socks: Vec<std::net::TcpListener> = inherited.into_iter().map(std::net::TcpListener::from).collect();
+    if socks.len() < count {
+        let more = ListenerCfg { reuse_port_group: true, ..cfg.clone() };
+        let (_, extra) = bind_group(&more, count - socks.len())?;
+        socks.extend(extra);
+    }
+    Ok((cfg.addr, socks))
+}

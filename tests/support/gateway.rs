@@ -86,7 +86,8 @@ pub struct Gateway {
     admin: Option<SocketAddr>,
     log: Log,
     exit: Option<ExitStatus>,
-    config: TempFile,
+    /// Shared with the gateways started by [`Gateway::start_again`].
+    config: Arc<TempFile>,
 }
 
 impl Gateway {
@@ -106,14 +107,43 @@ impl Gateway {
     /// ...`. For example `["sh", "-c", "ulimit -n 48 && exec \"$0\" \"$@\""]` lowers the
     /// open-file limit; `exec` keeps the process id, so [`Gateway::pid`] is the gateway's.
     pub fn start_custom(config: &str, driver: &str, env: &[(&str, &str)], wrapper: &[&str]) -> Gateway {
-        let file = TempFile::new("config", "toml", config);
+        let file = Arc::new(TempFile::new("config", "toml", config));
+        Gateway::launch(file, config, driver, env, wrapper, &[])
+    }
+
+    /// Like [`Gateway::start`], with `args` after `run --config FILE --driver D`.
+    pub fn start_args(config: &str, driver: Driver, args: &[&str]) -> Gateway {
+        let file = Arc::new(TempFile::new("config", "toml", config));
+        Gateway::launch(file, config, driver.as_str(), &[], &[], args)
+    }
+
+    /// Starts another process on this gateway's config file as it is now (see
+    /// [`Gateway::write_config`]), with `args` after `run --config FILE --driver D`: e.g.
+    /// `--takeover` for a successor that takes the listening sockets over. The file stays until
+    /// both gateways are dropped.
+    pub fn start_again(&self, driver: Driver, args: &[&str]) -> Gateway {
+        let path = self.config_path();
+        let config = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read config {}: {e}", path.display()));
+        Gateway::launch(Arc::clone(&self.config), &config, driver.as_str(), &[], &[], args)
+    }
+
+    /// Runs `[wrapper...] BINARY run --config FILE --driver D ARGS...` (`config` is the text of
+    /// `file`) and waits for the banners (see [`Gateway::start`]).
+    fn launch(
+        file: Arc<TempFile>,
+        config: &str,
+        driver: &str,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+        args: &[&str],
+    ) -> Gateway {
         let expected = config.lines().filter(|l| l.trim() == "[[listeners]]").count().max(1);
         let want_admin = config.lines().any(|l| l.trim() == "[admin]");
         let mut cmd = match wrapper.split_first() {
             None => Command::new(binary()),
-            Some((program, args)) => {
+            Some((program, wrapper_args)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg(binary());
+                c.args(wrapper_args).arg(binary());
                 c
             }
         };
@@ -122,6 +152,7 @@ impl Gateway {
             .arg(&file.path)
             .arg("--driver")
             .arg(driver)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

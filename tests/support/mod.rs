@@ -64,6 +64,8 @@ pub struct ConfigBuilder {
     shutdown: Vec<String>,
     upstreams: Vec<String>,
     routes: Vec<String>,
+    /// Raw TOML appended after the routes (whole tables: `[admin]`, `[upgrade]`...).
+    raw: String,
 }
 
 impl Default for ConfigBuilder {
@@ -76,6 +78,7 @@ impl Default for ConfigBuilder {
             shutdown: Vec::new(),
             upstreams: Vec::new(),
             routes: Vec::new(),
+            raw: String::new(),
         }
     }
 }
@@ -160,6 +163,14 @@ impl ConfigBuilder {
         self
     }
 
+    /// Appends raw TOML after everything else: whole tables the builder has no method for, such
+    /// as `[admin]` or `[upgrade]`.
+    pub fn raw(mut self, toml: &str) -> Self {
+        self.raw.push_str(toml);
+        self.raw.push('\n');
+        self
+    }
+
     pub fn render(&self) -> String {
         let mut out = format!("workers = {}\n\n", self.workers);
         for (address, extra) in &self.listeners {
@@ -179,6 +190,7 @@ impl ConfigBuilder {
             out.push_str(r);
             out.push('\n');
         }
+        out.push_str(&self.raw);
         out
     }
 
