@@ -78,9 +78,19 @@ pub fn start_drain() -> bool {
 pub struct Stats {
     pub panics: AtomicU64,
     pub accept_errors: AtomicU64,
+    pub tls_handshakes: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+    /// Connections cut off for not finishing a TLS handshake in time.
+    pub tls_handshake_timeouts: AtomicU64,
 }
 
-pub static STATS: Stats = Stats { panics: AtomicU64::new(0), accept_errors: AtomicU64::new(0) };
+pub static STATS: Stats = Stats {
+    panics: AtomicU64::new(0),
+    accept_errors: AtomicU64::new(0),
+    tls_handshakes: AtomicU64::new(0),
+    tls_handshake_failures: AtomicU64::new(0),
+    tls_handshake_timeouts: AtomicU64::new(0),
+};
 
 pub fn shutting_down() -> bool {
     SHUTDOWN.load(Ordering::Relaxed)

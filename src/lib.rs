@@ -23,5 +23,6 @@ pub mod router;
 pub mod routing;
 pub mod runtime;
 pub mod shared;
+pub mod tls;
 pub mod upgrade;
 pub mod upstream;

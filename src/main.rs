@@ -8,11 +8,11 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 use ringgate::config::{self, Config, DriverChoice, TargetSpec};
-use ringgate::net::listener::group_from;
+use ringgate::net::listener::{group_from, ListenerOpts, TlsOpts};
 use ringgate::reload::{self, Reloader, Source};
 use ringgate::runtime::{self, WorkerSpec};
 use ringgate::shared::Snapshot;
-use ringgate::{admin, upgrade};
+use ringgate::{admin, tls, upgrade};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -157,7 +157,17 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source,
         };
         let (addr, socks) = group_from(l, cfg.workers, inherited)?;
         bound.push(addr);
-        let proxy = Arc::new(l.proxy.clone());
+        let tls = match &l.tls {
+            None => None,
+            Some(t) => {
+                let set = tls::load(t).map_err(|e| format!("listener {}: {e}", l.addr))?;
+                let store: tls::CertStore = Arc::new(ArcSwap::from_pointee(set));
+                let sc = tls::server_config(t, store.clone()).map_err(|e| format!("listener {}: {e}", l.addr))?;
+                reloader.add_cert_store(l.addr, store);
+                Some(TlsOpts { acceptor: sc.into(), handshake_timeout: t.handshake_timeout })
+            }
+        };
+        let proxy = Arc::new(ListenerOpts { proxy: l.proxy.clone(), tls });
         for (j, s) in socks.into_iter().enumerate() {
             if cfg.upgrade_socket.is_some() {
                 handover.push((addr, upgrade::dup(&s).map_err(|e| format!("{addr}: {e}"))?));
@@ -190,6 +200,7 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source,
         }
         None => None,
     };
+    reload::watch_certs(reloader.clone()).map_err(|e| format!("cannot start the certificate watch: {e}"))?;
     if cfg.reload.watch {
         reload::watch(reloader.clone(), cfg.reload.debounce)
             .map_err(|e| format!("cannot start the config watch: {e}"))?;
@@ -214,8 +225,9 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source,
 
     // The banner: tests and scripts read the "listening on" lines.
     println!("ringgate {}: config {source}, {} workers", env!("CARGO_PKG_VERSION"), cfg.workers);
-    for a in &bound {
-        println!("listening on http://{a}");
+    for (a, l) in bound.iter().zip(&cfg.listeners) {
+        let scheme = if l.tls.is_some() { "https" } else { "http" };
+        println!("listening on {scheme}://{a}");
     }
     if let Some(d) = demo {
         println!("demo upstream on http://{d}");

@@ -183,7 +183,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
                 generated_request_id: if generated_id && snap.forwarding.request_id { Some(&c.rid) } else { None },
                 manage_request_id: snap.forwarding.request_id,
                 upstream_authority: &target.authority,
-                proto: b"http",
+                proto: if c.stream.is_tls() { b"https" } else { b"http" },
                 target: target_override.as_ref(),
                 headers: &route.request_headers,
             };

@@ -49,6 +49,9 @@ pub struct Reloader {
     /// Replaced snapshots, kept until no worker holds them so that they are freed here, on a
     /// control thread: freeing a 10,000-route table takes milliseconds a worker must not spend.
     retired: Mutex<Vec<Arc<Snapshot>>>,
+    /// Each TLS listener's certificates (by listener address), reloaded with the config and
+    /// when their files change.
+    certs: Mutex<Vec<(SocketAddr, crate::tls::CertStore)>>,
 }
 
 impl Reloader {
@@ -68,7 +71,64 @@ impl Reloader {
             },
             state: Mutex::new(demo),
             retired: Mutex::new(Vec::new()),
+            certs: Mutex::new(Vec::new()),
         })
+    }
+
+    pub fn add_cert_store(&self, listener: SocketAddr, store: crate::tls::CertStore) {
+        self.certs.lock().unwrap_or_else(|e| e.into_inner()).push((listener, store));
+    }
+
+    /// Load the certificates `cfg` names for each TLS listener; all or none are swapped in.
+    /// New handshakes get the new certificates; established connections keep theirs.
+    fn reload_certs(&self, cfg: &Config) -> Result<usize, ConfigError> {
+        let stores = self.certs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut fresh = Vec::new();
+        for (addr, store) in stores.iter() {
+            let Some(t) = cfg.listeners.iter().find(|l| l.addr == *addr).and_then(|l| l.tls.as_ref()) else {
+                continue;
+            };
+            match crate::tls::load(t) {
+                Ok(set) => fresh.push((store, set)),
+                Err(e) => {
+                    return Err(ConfigError {
+                        file: self.source_name(),
+                        issues: vec![Issue { line: None, key: format!("listener {addr} tls"), message: e }],
+                    })
+                }
+            }
+        }
+        let n = fresh.len();
+        for (store, set) in fresh {
+            tracing::info!(certificates = %set.summary.join("; "), "TLS certificates loaded");
+            store.store(Arc::new(set));
+        }
+        Ok(n)
+    }
+
+    /// Reload only the certificates (their files changed).
+    pub fn reload_certs_now(&self, trigger: &str) {
+        let _one_at_a_time = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let result = self.load().and_then(|cfg| self.reload_certs(&cfg));
+        match result {
+            Ok(n) => tracing::info!(trigger, listeners = n, "TLS certificates reloaded"),
+            Err(e) => {
+                tracing::error!(trigger, "TLS certificate reload failed, the old ones stay:\n{}", e.render().trim_end())
+            }
+        }
+    }
+
+    /// Every certificate and key file of the TLS listeners, for the watch.
+    pub fn cert_files(&self) -> Vec<PathBuf> {
+        let cfg = match self.load() {
+            Ok(c) => c,
+            Err(_) => return Vec::new(),
+        };
+        cfg.listeners
+            .iter()
+            .filter_map(|l| l.tls.as_ref())
+            .flat_map(|t| t.certs.iter().flat_map(|p| [p.cert.clone(), p.key.clone()]))
+            .collect()
     }
 
     /// Free retired snapshots nobody else holds any more (call periodically, off the workers).
@@ -131,6 +191,10 @@ impl Reloader {
             }
         }
         self.warn_fixed(&cfg);
+        if let Err(e) = self.reload_certs(&cfg) {
+            tracing::error!(trigger, "reload failed, the running config stays:\n{}", e.render().trim_end());
+            return Err(e);
+        }
         let old = self.shared.load_full();
         let generation = old.generation + 1;
         let new = Snapshot::build(cfg, *demo, generation);
@@ -238,8 +302,11 @@ fn upstream_name<'a>(s: &'a Snapshot, r: &crate::route::Route) -> Option<&'a str
     }
 }
 
+/// Identity of a file's version: modification time, length, inode.
+type Stamp = (SystemTime, u64, u64);
+
 /// Identity of the file's current version: modification time, length, inode.
-fn stamp(p: &std::path::Path) -> Option<(SystemTime, u64, u64)> {
+fn stamp(p: &std::path::Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(p).ok()?;
     Some((m.modified().ok()?, m.len(), m.ino()))
@@ -273,6 +340,43 @@ pub fn watch(r: Arc<Reloader>, debounce: Duration) -> std::io::Result<()> {
                     }
                 }
                 _ => pending = Some((cur, Instant::now())),
+            }
+        }
+    })?;
+    Ok(())
+}
+
+/// Poll the TLS certificate and key files every second; when one changed and then stood still for
+/// a second, reload the certificates (not the rest of the config).
+pub fn watch_certs(r: Arc<Reloader>) -> std::io::Result<()> {
+    if r.certs.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+        return Ok(());
+    }
+    std::thread::Builder::new().name("ringgate-certwatch".into()).spawn(move || {
+        let stamps = |files: &[PathBuf]| files.iter().map(|f| stamp(f)).collect::<Vec<_>>();
+        let mut files = r.cert_files();
+        let mut loaded = stamps(&files);
+        let mut pending: Option<(Vec<Option<Stamp>>, Instant)> = None;
+        loop {
+            std::thread::sleep(Duration::from_millis(250));
+            if crate::core::shutting_down() {
+                return;
+            }
+            let now = stamps(&files);
+            if now == loaded {
+                pending = None;
+                continue;
+            }
+            match &pending {
+                Some((p, since)) if *p == now => {
+                    if since.elapsed() >= Duration::from_secs(1) {
+                        r.reload_certs_now("certificate files changed");
+                        files = r.cert_files();
+                        loaded = stamps(&files);
+                        pending = None;
+                    }
+                }
+                _ => pending = Some((now, Instant::now())),
             }
         }
     })?;

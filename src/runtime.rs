@@ -16,15 +16,16 @@ use futures_util::FutureExt;
 use monoio::io::{CancelHandle, Canceller};
 use monoio::net::TcpListener;
 
-use crate::config::{DriverChoice, ProxyProtocol};
+use crate::config::DriverChoice;
 use crate::core::{shutting_down, Worker, STATS};
+use crate::net::listener::ListenerOpts;
 use crate::shared::Snapshot;
 
 pub struct WorkerSpec {
     pub id: usize,
     pub core: Option<usize>,
     /// Each listening socket with its listener's PROXY protocol setting.
-    pub listeners: Vec<(std::net::TcpListener, Arc<ProxyProtocol>)>,
+    pub listeners: Vec<(std::net::TcpListener, Arc<ListenerOpts>)>,
     pub driver: DriverChoice,
     pub shared: Arc<ArcSwap<Snapshot>>,
     pub max_connections: usize,
@@ -129,11 +130,11 @@ fn build_uring() -> std::io::Result<(UringRuntime, String)> {
 async fn worker_main(spec: WorkerSpec) {
     let w = Rc::new(Worker::new(spec.id, spec.shared.clone()));
     let mut cancellers = Vec::new();
-    for (l, proxy) in spec.listeners {
+    for (l, opts) in spec.listeners {
         match TcpListener::from_std(l) {
             Ok(l) => {
                 let c = Canceller::new();
-                monoio::spawn(accept_loop(l, proxy, w.clone(), c.handle(), spec.max_connections));
+                monoio::spawn(accept_loop(l, opts, w.clone(), c.handle(), spec.max_connections));
                 cancellers.push(c);
             }
             Err(e) => {
@@ -192,7 +193,7 @@ async fn worker_main(spec: WorkerSpec) {
 
 async fn accept_loop(
     l: TcpListener,
-    proxy: Arc<ProxyProtocol>,
+    opts: Arc<ListenerOpts>,
     w: Rc<Worker>,
     cancel: CancelHandle,
     max_connections: usize,
@@ -215,12 +216,11 @@ async fn accept_loop(
                 // Counted here, before the task first runs, so the cap holds for a burst of accepts.
                 let slot = ConnSlot::new(w.clone());
                 let w = w.clone();
-                let proxy = proxy.clone();
+                let opts = opts.clone();
                 monoio::spawn(async move {
                     let _slot = slot;
-                    let served = AssertUnwindSafe(crate::http::conn::serve(stream, peer, &proxy, w.clone()))
-                        .catch_unwind()
-                        .await;
+                    let served =
+                        AssertUnwindSafe(crate::http::conn::serve(stream, peer, &opts, w.clone())).catch_unwind().await;
                     if let Err(p) = served {
                         let n = STATS.panics.fetch_add(1, Ordering::Relaxed) + 1;
                         let msg = p

@@ -62,6 +62,22 @@ pub struct RawListener {
     pub proxy_protocol: Option<Text>,
     #[serde(default)]
     pub proxy_protocol_from: Vec<Text>,
+    pub tls: Option<Spanned<RawTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub certificates: Vec<RawCertPair>,
+    pub min_version: Option<Text>,
+    pub handshake_timeout: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertPair {
+    pub cert: Text,
+    pub key: Text,
 }
 
 #[derive(Debug, Default, Deserialize)]

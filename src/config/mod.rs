@@ -86,6 +86,7 @@ pub struct ListenerCfg {
     pub backlog: i32,
     pub reuse_port_group: bool,
     pub proxy: ProxyProtocol,
+    pub tls: Option<crate::tls::TlsCfg>,
 }
 
 /// Whether a listener takes a PROXY protocol header, and from whom.
@@ -185,11 +186,19 @@ struct Checker {
     /// Byte offset where each line after the first starts (a route table has many lines).
     newlines: Vec<usize>,
     issues: Vec<Issue>,
+    /// Directory of the config file: relative paths in it are relative to it.
+    base: Option<std::path::PathBuf>,
 }
 
 impl Checker {
-    fn new(src: &str) -> Checker {
-        Checker { newlines: memchr::memchr_iter(b'\n', src.as_bytes()).collect(), issues: Vec::new() }
+    fn new(src: &str, base: Option<std::path::PathBuf>) -> Checker {
+        Checker { newlines: memchr::memchr_iter(b'\n', src.as_bytes()).collect(), issues: Vec::new(), base }
+    }
+    fn path(&self, p: &str) -> std::path::PathBuf {
+        match &self.base {
+            Some(b) if std::path::Path::new(p).is_relative() => b.join(p),
+            _ => std::path::PathBuf::from(p),
+        }
     }
     fn line_of(&self, span: std::ops::Range<usize>) -> usize {
         self.newlines.partition_point(|&n| n < span.start) + 1
@@ -230,11 +239,16 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
         file: file.clone(),
         issues: vec![Issue { line: None, key: "(file)".into(), message: format!("cannot read: {e}") }],
     })?;
-    load_str(&src, &file)
+    load_str_in(&src, &file, path.parent().map(|p| p.to_path_buf()))
 }
 
-/// Parse and validate config text; `file` names it in messages.
+/// Parse and validate config text; `file` names it in messages; relative paths in it are
+/// relative to the current directory.
 pub fn load_str(src: &str, file: &str) -> Result<Config, ConfigError> {
+    load_str_in(src, file, None)
+}
+
+fn load_str_in(src: &str, file: &str, base: Option<std::path::PathBuf>) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(src).map_err(|e| {
         let line = e.span().map(|s| src[..s.start.min(src.len())].matches('\n').count() + 1);
         ConfigError {
@@ -242,7 +256,7 @@ pub fn load_str(src: &str, file: &str) -> Result<Config, ConfigError> {
             issues: vec![Issue { line, key: "(syntax)".into(), message: e.message().trim().to_string() }],
         }
     })?;
-    let mut c = Checker::new(src);
+    let mut c = Checker::new(src, base);
     let cfg = validate(&raw, &mut c);
     if c.issues.is_empty() {
         Ok(cfg)
@@ -300,7 +314,8 @@ fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
                 }
                 let backlog = c.int(&l.backlog, &format!("listeners[{i}].backlog"), 4096, 1, 1 << 20) as i32;
                 let proxy = proxy_protocol(c, l, i);
-                listeners.push(ListenerCfg { addr, backlog, reuse_port_group: l.reuse_port_group, proxy });
+                let tls = l.tls.as_ref().and_then(|t| tls_cfg(c, t, i));
+                listeners.push(ListenerCfg { addr, backlog, reuse_port_group: l.reuse_port_group, proxy, tls });
             }
             Err(_) => c.err(
                 Some(l.address.span()),
@@ -458,6 +473,40 @@ fn cidrs(c: &mut Checker, list: &[Text], key: &str) -> Vec<IpNet> {
         }
     }
     out
+}
+
+/// A listener's `tls` table; the certificates are loaded and checked here, so `ringgate check`
+/// and a reload refuse a bad or expired one with its file and the reason.
+fn tls_cfg(c: &mut Checker, t: &Spanned<file::RawTls>, i: usize) -> Option<crate::tls::TlsCfg> {
+    use crate::tls::{CertPaths, MinVersion, TlsCfg};
+    let span = Some(t.span());
+    let t = t.get_ref();
+    let key = format!("listeners[{i}].tls");
+    let min_version = match t.min_version.as_ref().map(|v| (v, v.get_ref().as_str())) {
+        None | Some((_, "1.2")) => MinVersion::Tls12,
+        Some((_, "1.3")) => MinVersion::Tls13,
+        Some((v, other)) => {
+            c.err(Some(v.span()), format!("{key}.min_version"), format!("{other:?} is not \"1.2\" or \"1.3\""));
+            MinVersion::Tls12
+        }
+    };
+    let handshake_timeout =
+        c.duration(&t.handshake_timeout, &format!("{key}.handshake_timeout"), Duration::from_secs(10));
+    if t.certificates.is_empty() {
+        c.err(span, format!("{key}.certificates"), "no certificate (add { cert = \"a.crt\", key = \"a.key\" })");
+        return None;
+    }
+    let certs: Vec<CertPaths> = t
+        .certificates
+        .iter()
+        .map(|p| CertPaths { cert: c.path(p.cert.get_ref()), key: c.path(p.key.get_ref()) })
+        .collect();
+    let cfg = TlsCfg { certs, min_version, handshake_timeout };
+    if let Err(e) = crate::tls::load(&cfg) {
+        c.err(span, format!("{key}.certificates"), e);
+        return None;
+    }
+    Some(cfg)
 }
 
 fn proxy_protocol(c: &mut Checker, l: &file::RawListener, i: usize) -> ProxyProtocol {

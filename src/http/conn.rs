@@ -15,22 +15,26 @@ use monoio::io::{AsyncWriteRent, CancelableAsyncReadRent, Canceller, Splitable};
 use monoio::net::TcpStream;
 
 use crate::config::{ProxyMode, ProxyProtocol};
+use crate::core::STATS;
 use crate::core::{draining, shutting_down, CountGuard, Scratch, Worker};
 use crate::error::ProxyError;
 use crate::http::parse::parse_request;
 use crate::http::write::canned;
 use crate::net::io::{read_into, write_all, ReadOutcome};
+use crate::net::listener::ListenerOpts;
 use crate::net::proxy_protocol::{self, HeaderError};
+use crate::net::stream::{ClientStream, Prefixed};
 use crate::pipeline::{handle, Next};
 use crate::shared::Snapshot;
 use crate::upstream::pool::UpstreamConn;
+use std::sync::atomic::Ordering;
 
 /// First read buffer of a connection; grows as a head or body needs. Small, because an idle
 /// keep-alive connection keeps it parked in its pending read.
 const INITIAL_BUF: usize = 512;
 
 pub struct ClientConn {
-    pub stream: TcpStream,
+    pub stream: ClientStream,
     pub client_ip: Vec<u8>,
     pub peer_ip: IpAddr,
     /// Whether the peer is a trusted proxy, as of snapshot generation `.1` (a reload may change it).
@@ -59,13 +63,14 @@ impl ClientConn {
 }
 
 /// Serve a connection until it closes. Panics are caught by the caller (runtime.rs).
-pub async fn serve(stream: TcpStream, peer: SocketAddr, proxy: &ProxyProtocol, w: Rc<Worker>) {
+pub async fn serve(stream: TcpStream, peer: SocketAddr, opts: &ListenerOpts, w: Rc<Worker>) {
+    let proxy = &opts.proxy;
     let _ = stream.set_nodelay(true);
     let mut fresh = Some(CountGuard::new(&w.fresh));
     let snap = w.snapshot.get();
     let ip = unmapped(peer.ip());
     let mut c = ClientConn {
-        stream,
+        stream: ClientStream::Plain(stream),
         client_ip: ip.to_string().into_bytes(),
         peer_ip: ip,
         trusted: (snap.is_trusted(ip), snap.generation),
@@ -83,6 +88,27 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, proxy: &ProxyProtocol, w
         let deadline = Instant::now() + snap.limits.header_read_timeout;
         if !take_proxy_header(&mut c, proxy, deadline).await {
             return;
+        }
+    }
+    if let Some(tls) = &opts.tls {
+        let ClientStream::Plain(tcp) = c.stream else { return };
+        // Bytes already read (after a PROXY header) are the start of the ClientHello.
+        let io = Prefixed { inner: tcp, pre: std::mem::take(&mut c.rbuf) };
+        match monoio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(io)).await {
+            Ok(Ok(s)) => {
+                STATS.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                c.stream = ClientStream::Tls(Box::new(s));
+            }
+            Ok(Err(e)) => {
+                STATS.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %c.peer_ip, "TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                STATS.tls_handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %c.peer_ip, "TLS handshake not done within {:?}: closed", tls.handshake_timeout);
+                return;
+            }
         }
     }
     drop(snap);
@@ -314,7 +340,14 @@ async fn pump<R: CancelableAsyncReadRent, W: AsyncWriteRent>(
                 Some(out) => break out,
                 None if last.get().elapsed() >= idle => {
                     let _ = canceller.cancel();
-                    break read.await;
+                    // A plain read ends at once when cancelled; a TLS one cannot be: drop it.
+                    match monoio::time::timeout(Duration::from_millis(100), &mut read).await {
+                        Ok(out) => break out,
+                        Err(_) => {
+                            let _ = wr.shutdown().await;
+                            return;
+                        }
+                    }
                 }
                 None => {}
             }
@@ -356,8 +389,8 @@ mod size_probe {
             eprintln!("sleep: {} bytes", size(&sl));
             eprintln!("ClientConn: {} bytes", std::mem::size_of::<super::ClientConn>());
             eprintln!("Scratch: {} bytes", std::mem::size_of::<crate::core::Scratch>());
-            let proxy = crate::config::ProxyProtocol::default();
-            let f = super::serve(s, addr, &proxy, w);
+            let opts = crate::net::listener::ListenerOpts { proxy: crate::config::ProxyProtocol::default(), tls: None };
+            let f = super::serve(s, addr, &opts, w);
             eprintln!("serve future: {} bytes", size(&f));
         });
     }

@@ -12,7 +12,19 @@ use std::net::SocketAddr;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::ListenerCfg;
+use crate::config::{ListenerCfg, ProxyProtocol};
+
+/// What a worker needs to know about the listener a connection came from.
+pub struct ListenerOpts {
+    pub proxy: ProxyProtocol,
+    pub tls: Option<TlsOpts>,
+}
+
+/// A TLS listener's acceptor (its certificates come from a store swapped on reload).
+pub struct TlsOpts {
+    pub acceptor: monoio_rustls::TlsAcceptor,
+    pub handshake_timeout: std::time::Duration,
+}
 
 fn new_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };

@@ -1,0 +1,153 @@
+//! The client connection's byte stream: plain TCP, or TLS over TCP. One enum rather than generics
+//! so the request path is compiled once; the TLS arms box their futures, so a plain connection's
+//! parked read stays as small as before.
+//!
+//! `Prefixed` replays bytes already read from a socket (after a PROXY protocol header, the start
+//! of the TLS ClientHello) before reading from it again.
+
+use bytes::BytesMut;
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent, Split};
+use monoio::net::TcpStream;
+use monoio::BufResult;
+
+/// A TCP stream that first yields `pre`.
+pub struct Prefixed {
+    pub inner: TcpStream,
+    pub pre: BytesMut,
+}
+
+// SAFETY: reads and writes go to independent halves of the TCP stream; `pre` is only read.
+unsafe impl Split for Prefixed {}
+
+/// Copy from `pre` into a buffer the kernel would have filled.
+fn drain_into<T: IoBufMut>(pre: &mut BytesMut, mut buf: T) -> (usize, T) {
+    // A read fills `bytes_total` bytes from `write_ptr` and reports the count with `set_init`.
+    let n = pre.len().min(buf.bytes_total());
+    // SAFETY: `write_ptr` points at `bytes_total` writable bytes, and n is within.
+    unsafe {
+        std::ptr::copy_nonoverlapping(pre.as_ptr(), buf.write_ptr(), n);
+        buf.set_init(n);
+    }
+    let _ = pre.split_to(n);
+    (n, buf)
+}
+
+impl AsyncReadRent for Prefixed {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        if self.pre.is_empty() {
+            return self.inner.read(buf).await;
+        }
+        let (n, buf) = drain_into(&mut self.pre, buf);
+        (Ok(n), buf)
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        if self.pre.is_empty() {
+            return self.inner.readv(buf).await;
+        }
+        // Fill the first iovec only: a short read is always allowed.
+        let n = {
+            // SAFETY: the iovec array and its first entry are valid while `buf` lives.
+            let iov = unsafe { &*buf.write_iovec_ptr() };
+            let n = self.pre.len().min(iov.iov_len);
+            // SAFETY: iov_base points at iov_len writable bytes.
+            unsafe { std::ptr::copy_nonoverlapping(self.pre.as_ptr(), iov.iov_base as *mut u8, n) };
+            n
+        };
+        let _ = self.pre.split_to(n);
+        // SAFETY: n bytes were written at the start of the buffers.
+        unsafe { buf.set_init(n) };
+        (Ok(n), buf)
+    }
+}
+
+impl AsyncWriteRent for Prefixed {
+    fn write<T: IoBuf>(&mut self, buf: T) -> impl std::future::Future<Output = BufResult<usize, T>> {
+        self.inner.write(buf)
+    }
+    fn writev<T: IoVecBuf>(&mut self, buf: T) -> impl std::future::Future<Output = BufResult<usize, T>> {
+        self.inner.writev(buf)
+    }
+    fn flush(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> {
+        self.inner.flush()
+    }
+    fn shutdown(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> {
+        self.inner.shutdown()
+    }
+}
+
+pub type TlsStream = monoio_rustls::ServerTlsStream<Prefixed>;
+
+/// A client connection's stream.
+pub enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+// SAFETY: TcpStream is Split; monoio-rustls declares its stream Split over a Split transport.
+unsafe impl Split for ClientStream {}
+
+impl ClientStream {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, ClientStream::Tls(_))
+    }
+}
+
+impl AsyncReadRent for ClientStream {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            ClientStream::Plain(s) => s.read(buf).await,
+            ClientStream::Tls(s) => Box::pin(s.read(buf)).await,
+        }
+    }
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            ClientStream::Plain(s) => s.readv(buf).await,
+            ClientStream::Tls(s) => Box::pin(s.readv(buf)).await,
+        }
+    }
+}
+
+impl CancelableAsyncReadRent for ClientStream {
+    /// TLS reads cannot be cancelled: the caller must be ready to drop the future instead.
+    async fn cancelable_read<T: IoBufMut>(&mut self, buf: T, c: CancelHandle) -> BufResult<usize, T> {
+        match self {
+            ClientStream::Plain(s) => s.cancelable_read(buf, c).await,
+            ClientStream::Tls(s) => Box::pin(s.read(buf)).await,
+        }
+    }
+    async fn cancelable_readv<T: IoVecBufMut>(&mut self, buf: T, c: CancelHandle) -> BufResult<usize, T> {
+        match self {
+            ClientStream::Plain(s) => s.cancelable_readv(buf, c).await,
+            ClientStream::Tls(s) => Box::pin(s.readv(buf)).await,
+        }
+    }
+}
+
+impl AsyncWriteRent for ClientStream {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            ClientStream::Plain(s) => s.write(buf).await,
+            ClientStream::Tls(s) => Box::pin(s.write(buf)).await,
+        }
+    }
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            ClientStream::Plain(s) => s.writev(buf).await,
+            ClientStream::Tls(s) => Box::pin(s.writev(buf)).await,
+        }
+    }
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            ClientStream::Plain(s) => s.flush().await,
+            ClientStream::Tls(s) => Box::pin(s.flush()).await,
+        }
+    }
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        match self {
+            ClientStream::Plain(s) => s.shutdown().await,
+            ClientStream::Tls(s) => Box::pin(s.shutdown()).await,
+        }
+    }
+}
