@@ -33,6 +33,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--targets", default=None,
                    help=f"comma list out of {','.join(ALL_TARGETS)} (default {','.join(DEFAULT_TARGETS)})")
     p.add_argument("--with-haproxy", action="store_true", help="add haproxy to the targets")
+    p.add_argument("--tls", action="store_true",
+                   help="TLS scenario: direct, ringgate-tls, nginx-tls (same certificate), plus handshake rounds")
     p.add_argument("--quick", action="store_true", help="1 round of 3 s per run")
     p.add_argument("--smoke", action="store_true",
                    help="prove the plumbing: 1 round of 2 s, 1,000 memory connections, no warm-up")
@@ -57,7 +59,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     a = parse_args(argv)
-    targets = [t.strip() for t in (a.targets.split(",") if a.targets else DEFAULT_TARGETS) if t.strip()]
+    default = ["direct", "ringgate-tls", "nginx-tls"] if a.tls else DEFAULT_TARGETS
+    targets = [t.strip() for t in (a.targets.split(",") if a.targets else default) if t.strip()]
     if a.with_haproxy and "haproxy" not in targets:
         targets.append("haproxy")
     unknown = [t for t in targets if t not in ALL_TARGETS]
@@ -84,7 +87,8 @@ def main(argv: list[str]) -> int:
         print("WARNING: fewer than 2 CPUs available; not pinning", file=sys.stderr)
         cpus = {k: None for k in cpus}
 
-    tools = ["nginx", "wrk", "oha", "taskset"] + (["haproxy"] if "haproxy" in targets else [])
+    tools = ["nginx", "wrk", "oha", "taskset"] + (["haproxy"] if "haproxy" in targets else []) + \
+        (["openssl"] if any(t.endswith("-tls") for t in targets) else [])
     if a.skip_install:
         miss = install.missing(tools)
         if miss:

@@ -145,7 +145,7 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source,
     let mut per_worker: Vec<Vec<_>> = (0..cfg.workers).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
     let mut handover = Vec::new();
-    for l in &cfg.listeners {
+    for (index, l) in cfg.listeners.iter().enumerate() {
         let inherited: Vec<_> = match taken.as_mut() {
             Some(t) => {
                 let (mine, rest) =
@@ -163,7 +163,7 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source,
                 let set = tls::load(t).map_err(|e| format!("listener {}: {e}", l.addr))?;
                 let store: tls::CertStore = Arc::new(ArcSwap::from_pointee(set));
                 let sc = tls::server_config(t, store.clone()).map_err(|e| format!("listener {}: {e}", l.addr))?;
-                reloader.add_cert_store(l.addr, store);
+                reloader.add_cert_store(index, store);
                 Some(TlsOpts { acceptor: sc.into(), handshake_timeout: t.handshake_timeout })
             }
         };

@@ -38,6 +38,8 @@ struct Fixed {
     drain_timeout: Duration,
     admin: Option<SocketAddr>,
     watch: (bool, Duration),
+    /// Per listener: TLS minimum version and handshake timeout (certificates do reload).
+    tls: Vec<Option<(crate::tls::MinVersion, Duration)>>,
 }
 
 pub struct Reloader {
@@ -49,9 +51,11 @@ pub struct Reloader {
     /// Replaced snapshots, kept until no worker holds them so that they are freed here, on a
     /// control thread: freeing a 10,000-route table takes milliseconds a worker must not spend.
     retired: Mutex<Vec<Arc<Snapshot>>>,
-    /// Each TLS listener's certificates (by listener address), reloaded with the config and
-    /// when their files change.
-    certs: Mutex<Vec<(SocketAddr, crate::tls::CertStore)>>,
+    /// Each TLS listener's certificates (by position in the config's listener list, which is
+    /// fixed at start), reloaded with the config and when their files change.
+    certs: Mutex<Vec<(usize, crate::tls::CertStore)>>,
+    /// The certificate and key files loaded last, with their state when read, for the file watch.
+    cert_paths: Mutex<(Vec<PathBuf>, Vec<Option<Stamp>>)>,
 }
 
 impl Reloader {
@@ -68,24 +72,29 @@ impl Reloader {
                 drain_timeout: started.drain_timeout,
                 admin: started.admin,
                 watch: (started.reload.watch, started.reload.debounce),
+                tls: tls_settings(started),
             },
             state: Mutex::new(demo),
             retired: Mutex::new(Vec::new()),
             certs: Mutex::new(Vec::new()),
+            cert_paths: Mutex::new(stamped(tls_files(started))),
         })
     }
 
-    pub fn add_cert_store(&self, listener: SocketAddr, store: crate::tls::CertStore) {
-        self.certs.lock().unwrap_or_else(|e| e.into_inner()).push((listener, store));
+    /// Register listener `index`'s certificate store (its position in the config's listeners).
+    pub fn add_cert_store(&self, index: usize, store: crate::tls::CertStore) {
+        self.certs.lock().unwrap_or_else(|e| e.into_inner()).push((index, store));
     }
 
     /// Load the certificates `cfg` names for each TLS listener; all or none are swapped in.
     /// New handshakes get the new certificates; established connections keep theirs.
     fn reload_certs(&self, cfg: &Config) -> Result<usize, ConfigError> {
         let stores = self.certs.lock().unwrap_or_else(|e| e.into_inner());
+        // Stamped before reading: a change during the load is seen by the watch afterwards.
+        let files = stamped(tls_files(cfg));
         let mut fresh = Vec::new();
-        for (addr, store) in stores.iter() {
-            let Some(t) = cfg.listeners.iter().find(|l| l.addr == *addr).and_then(|l| l.tls.as_ref()) else {
+        for (index, store) in stores.iter() {
+            let Some(t) = cfg.listeners.get(*index).and_then(|l| l.tls.as_ref()) else {
                 continue;
             };
             match crate::tls::load(t) {
@@ -93,7 +102,7 @@ impl Reloader {
                 Err(e) => {
                     return Err(ConfigError {
                         file: self.source_name(),
-                        issues: vec![Issue { line: None, key: format!("listener {addr} tls"), message: e }],
+                        issues: vec![Issue { line: None, key: format!("listeners[{index}].tls"), message: e }],
                     })
                 }
             }
@@ -103,6 +112,7 @@ impl Reloader {
             tracing::info!(certificates = %set.summary.join("; "), "TLS certificates loaded");
             store.store(Arc::new(set));
         }
+        *self.cert_paths.lock().unwrap_or_else(|e| e.into_inner()) = files;
         Ok(n)
     }
 
@@ -118,17 +128,9 @@ impl Reloader {
         }
     }
 
-    /// Every certificate and key file of the TLS listeners, for the watch.
-    pub fn cert_files(&self) -> Vec<PathBuf> {
-        let cfg = match self.load() {
-            Ok(c) => c,
-            Err(_) => return Vec::new(),
-        };
-        cfg.listeners
-            .iter()
-            .filter_map(|l| l.tls.as_ref())
-            .flat_map(|t| t.certs.iter().flat_map(|p| [p.cert.clone(), p.key.clone()]))
-            .collect()
+    /// The certificate and key files of the last load, and their state then.
+    pub fn cert_files(&self) -> (Vec<PathBuf>, Vec<Option<Stamp>>) {
+        self.cert_paths.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Free retired snapshots nobody else holds any more (call periodically, off the workers).
@@ -246,6 +248,9 @@ impl Reloader {
         if (cfg.reload.watch, cfg.reload.debounce) != f.watch {
             fixed.push("reload");
         }
+        if tls_settings(cfg) != f.tls {
+            fixed.push("listeners' tls min_version / handshake_timeout (or which listeners have TLS)");
+        }
         if !fixed.is_empty() {
             tracing::warn!(
                 "reload: {} changed but are fixed at start (restart to apply them); the rest applies",
@@ -293,6 +298,24 @@ fn diff(old: &Snapshot, new: &Snapshot) -> String {
         m.iter().map(|(k, v)| (k.as_str(), v)).collect()
     }
     format!("{}, {}", part("routes", &by_ref(&ro), &by_ref(&rn)), part("upstreams", &by_ref(&uo), &by_ref(&un)))
+}
+
+fn tls_settings(cfg: &Config) -> Vec<Option<(crate::tls::MinVersion, Duration)>> {
+    cfg.listeners.iter().map(|l| l.tls.as_ref().map(|t| (t.min_version, t.handshake_timeout))).collect()
+}
+
+fn stamped(files: Vec<PathBuf>) -> (Vec<PathBuf>, Vec<Option<Stamp>>) {
+    let stamps = files.iter().map(|f| stamp(f)).collect();
+    (files, stamps)
+}
+
+/// Every certificate and key file of a config's TLS listeners.
+fn tls_files(cfg: &Config) -> Vec<PathBuf> {
+    cfg.listeners
+        .iter()
+        .filter_map(|l| l.tls.as_ref())
+        .flat_map(|t| t.certs.iter().flat_map(|p| [p.cert.clone(), p.key.clone()]))
+        .collect()
 }
 
 fn upstream_name<'a>(s: &'a Snapshot, r: &crate::route::Route) -> Option<&'a str> {
@@ -353,16 +376,15 @@ pub fn watch_certs(r: Arc<Reloader>) -> std::io::Result<()> {
         return Ok(());
     }
     std::thread::Builder::new().name("ringgate-certwatch".into()).spawn(move || {
-        let stamps = |files: &[PathBuf]| files.iter().map(|f| stamp(f)).collect::<Vec<_>>();
-        let mut files = r.cert_files();
-        let mut loaded = stamps(&files);
         let mut pending: Option<(Vec<Option<Stamp>>, Instant)> = None;
         loop {
             std::thread::sleep(Duration::from_millis(250));
             if crate::core::shutting_down() {
                 return;
             }
-            let now = stamps(&files);
+            // The files of the last load and their state then (a config reload may name others).
+            let (files, loaded) = r.cert_files();
+            let now: Vec<Option<Stamp>> = files.iter().map(|f| stamp(f)).collect();
             if now == loaded {
                 pending = None;
                 continue;
@@ -371,8 +393,6 @@ pub fn watch_certs(r: Arc<Reloader>) -> std::io::Result<()> {
                 Some((p, since)) if *p == now => {
                     if since.elapsed() >= Duration::from_secs(1) {
                         r.reload_certs_now("certificate files changed");
-                        files = r.cert_files();
-                        loaded = stamps(&files);
                         pending = None;
                     }
                 }

@@ -65,8 +65,19 @@ http {{
 """
 
 
+def make_cert(directory: Path) -> tuple[Path, Path]:
+    """A self-signed P-256 certificate for bench.test (openssl), shared by every TLS target."""
+    import subprocess
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "bench.crt", directory / "bench.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=bench.test",
+                    "-addext", "subjectAltName=DNS:bench.test"], check=True, capture_output=True)
+    return cert, key
+
+
 def nginx_proxy(prefix: Path, port: int, upstream_port: int, upstream_keepalive: int = 64,
-                worker_connections: int = 32768) -> str:
+                worker_connections: int = 32768, tls: Optional[tuple[Path, Path]] = None) -> str:
     """nginx as a reverse proxy with a keep-alive upstream pool (the usual tuned setup)."""
     return _nginx_common(prefix, worker_connections) + f"""\
 http {{
@@ -78,14 +89,28 @@ http {{
         keepalive_timeout {LONG_TIMEOUT_S}s;
     }}
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        location / {{
+        listen 127.0.0.1:{port}{" ssl" if tls else ""} backlog=4096;
+{_nginx_tls(tls)}        location / {{
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }}
     }}
 }}
+"""
+
+
+def _nginx_tls(tls: Optional[tuple[Path, Path]]) -> str:
+    """TLS as an nginx operator sets it up: 1.2 and 1.3, session cache and tickets on."""
+    if not tls:
+        return ""
+    cert, key = tls
+    return f"""\
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:10m;
+        ssl_session_tickets on;
 """
 
 
@@ -151,7 +176,8 @@ def route_table_toml(n: int, upstream: str = "bench") -> str:
 
 def ringgate_toml(port: int, upstream_port: int, workers: int = 1, driver: Optional[str] = None,
                   max_idle_per_target: int = 64, bare: bool = False,
-                  keepalive_timeout: str = f"{LONG_TIMEOUT_S}s", routes: int = 1) -> str:
+                  keepalive_timeout: str = f"{LONG_TIMEOUT_S}s", routes: int = 1,
+                  tls: Optional[tuple[Path, Path]] = None) -> str:
     """ringgate config (see docs/config.md): one listener, one upstream, route prefix "/"
     (or, with routes > 1, the synthetic table of that many routes, see route_table_toml).
 
@@ -166,6 +192,10 @@ def ringgate_toml(port: int, upstream_port: int, workers: int = 1, driver: Optio
         "[[listeners]]",
         f'address = "127.0.0.1:{port}"',
         "backlog = 4096",
+    ]
+    if tls:
+        lines.append(f'tls = {{ certificates = [{{ cert = "{tls[0]}", key = "{tls[1]}" }}] }}')
+    lines += [
         "",
         "[limits]",
         f'keepalive_timeout = "{keepalive_timeout}"',

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Iterable
 
-APT_PACKAGES = {"nginx": "nginx", "wrk": "wrk", "haproxy": "haproxy"}
+APT_PACKAGES = {"nginx": "nginx", "wrk": "wrk", "haproxy": "haproxy", "openssl": "openssl"}
 EXTRA_PATH = ["/usr/sbin", "/sbin", "/usr/bin", "/bin", str(Path.home() / ".cargo" / "bin")]
 
 

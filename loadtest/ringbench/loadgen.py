@@ -9,7 +9,7 @@ import functools
 import json
 import re
 import subprocess
-from typing import Optional
+from typing import Optional, Sequence
 
 from .procs import run_bounded
 
@@ -60,10 +60,13 @@ def parse_wrk(text: str) -> dict:
 
 
 def run_wrk(url: str, duration_s: float, connections: int = 64, threads: int = 1,
-            cpu: Optional[int] = None, wrk_bin: str = "wrk", latency: bool = True) -> dict:
+            cpu: Optional[int] = None, wrk_bin: str = "wrk", latency: bool = True,
+            headers: Sequence[str] = ()) -> dict:
     cmd = [wrk_bin, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration_s))}s"]  # wrk: whole s
     if latency:
         cmd.append("--latency")
+    for h in headers:
+        cmd += ["-H", h]
     cmd.append(url)
     cp = run_bounded(cmd, cpu, timeout=duration_s + SLACK_S)
     if cp.returncode != 0:
@@ -145,6 +148,8 @@ def run_oha(url: str, rate: float, duration_s: float, connections: int = 50,
     if flags["worker_threads"]:
         cmd += ["--worker-threads", str(worker_threads)]
     cmd += flags["json"]
+    if url.startswith("https://"):
+        cmd.append("--insecure")  # the benchmark's own self-signed certificate
     cmd.append(url)
     cp = run_bounded(cmd, cpu, timeout=duration_s + SLACK_S)
     if cp.returncode != 0:
@@ -157,3 +162,35 @@ def run_oha(url: str, rate: float, duration_s: float, connections: int = 50,
     res["target_rps"] = rate
     res["command"] = " ".join(cp.args)
     return res
+
+
+def tls_handshakes(host: str, port: int, duration_s: float, resume: bool) -> dict:
+    """Open TLS connections one after another for duration_s, each sending one GET with
+    Connection: close; with resume=True every connection offers the previous session (TLS 1.2
+    session id / ticket, TLS 1.3 ticket). Returns how many completed and how many resumed."""
+    import socket
+    import ssl
+    import time as _t
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    session = None
+    done = resumed = errors = 0
+    end = _t.monotonic() + duration_s
+    req = f"GET / HTTP/1.1\r\nHost: bench.test\r\nConnection: close\r\n\r\n".encode()
+    while _t.monotonic() < end:
+        try:
+            raw = socket.create_connection((host, port), timeout=2.0)
+            with ctx.wrap_socket(raw, server_hostname="bench.test",
+                                 session=session if resume else None) as s:
+                s.sendall(req)
+                while s.recv(65536):
+                    pass
+                done += 1
+                resumed += 1 if s.session_reused else 0
+                if resume and s.session is not None:
+                    session = s.session
+        except OSError:
+            errors += 1
+    return {"handshakes": done, "resumed": resumed, "errors": errors,
+            "rps": done / duration_s if duration_s else None}

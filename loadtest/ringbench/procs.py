@@ -162,9 +162,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def http_get(host: str, port: int, path: str = "/", timeout: float = 2.0) -> tuple[int, bytes]:
+def _client_tls():
+    import ssl
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the benchmark's own self-signed certificate
+    return ctx
+
+
+def http_get(host: str, port: int, path: str = "/", timeout: float = 2.0,
+             tls: bool = False) -> tuple[int, bytes]:
     """One HTTP/1.1 GET with Connection: close; returns (status, body). Minimal, for health checks."""
-    with socket.create_connection((host, port), timeout=timeout) as s:
+    raw = socket.create_connection((host, port), timeout=timeout)
+    with (_client_tls().wrap_socket(raw, server_hostname="bench.test") if tls else raw) as s:
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
         buf = b""
         while True:
@@ -179,7 +189,7 @@ def http_get(host: str, port: int, path: str = "/", timeout: float = 2.0) -> tup
 
 
 def wait_http_ok(host: str, port: int, timeout: float, proc: Optional[Proc] = None,
-                 expect_body: Optional[bytes] = None) -> None:
+                 expect_body: Optional[bytes] = None, tls: bool = False) -> None:
     """Poll until GET / answers 200 (and body matches), or raise RuntimeError with the proc's logs."""
     deadline = time.monotonic() + timeout
     last = "no attempt"
@@ -188,7 +198,7 @@ def wait_http_ok(host: str, port: int, timeout: float, proc: Optional[Proc] = No
             raise RuntimeError(f"{proc.name} exited with {proc.returncode()} before answering\n"
                                + proc.output_tail())
         try:
-            status, body = http_get(host, port, timeout=1.0)
+            status, body = http_get(host, port, timeout=1.0, tls=tls)
             if status == 200 and (expect_body is None or body == expect_body):
                 return
             last = f"status {status}, body {body[:80]!r}"

@@ -126,6 +126,32 @@ def markdown(result: dict) -> str:
     else:
         L.append("- none")
     L.append("")
+    hs = summ.get("handshake", {})
+    if hs:
+        L.append(f"## New connection per request (wrk -c{opts.get('wrk_connections')} -H 'Connection: close')")
+        L.append("")
+        L.append("On TLS targets every request is a full handshake (wrk does not resume sessions).")
+        L.append("")
+        L.append("| target | connections/s | proxy CPU µs per connection |")
+        L.append("|---|---|---|")
+        for t in targets:
+            h = hs.get(t, {})
+            L.append(f"| {t} | {fmt_summary(h.get('rps'))} | {fmt_summary(h.get('proxy_cpu_us_per_req'), 1)} |")
+        L.append("")
+    res = summ.get("resumption", {})
+    if res:
+        L.append("## TLS handshakes one after another (Python ssl client), full vs resumed")
+        L.append("")
+        L.append("| target | full: handshakes/s | full: proxy CPU µs each | resumed: handshakes/s | "
+                 "resumed: proxy CPU µs each | resumed count |")
+        L.append("|---|---|---|---|---|---|")
+        for t, r in res.items():
+            f, z = r.get("full", {}), r.get("resumed", {})
+            L.append(f"| {t} | {fmt_summary(f.get('rps'))} | {fmt_summary(f.get('proxy_cpu_us_per_req'), 1)} | "
+                     f"{fmt_summary(z.get('rps'))} | {fmt_summary(z.get('proxy_cpu_us_per_req'), 1)} | "
+                     f"{fmt_summary(z.get('resumed'))} |")
+        L.append("")
+
     return "\n".join(L)
 
 

@@ -25,6 +25,7 @@ class Server:
     port: int
     proc: Optional[Proc] = None
     path: str = "/"  # what the load generators request
+    tls: bool = False  # served over TLS (https)
 
     def start(self) -> None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -47,18 +48,19 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}{self.path}"
+        return f"{'https' if self.tls else 'http'}://{HOST}:{self.port}{self.path}"
 
     def wait_ready(self, timeout: float = 15.0) -> None:
-        wait_http_ok(HOST, self.port, timeout, proc=self.proc, expect_body=EXPECT_BODY)
+        wait_http_ok(HOST, self.port, timeout, proc=self.proc, expect_body=EXPECT_BODY, tls=self.tls)
 
 
 class NginxServer(Server):
     """nginx in the foreground (daemon off) under its own prefix dir."""
 
     def __init__(self, name: str, conf_text_fn, port: int, work_dir: Path, cpu: Optional[int],
-                 nginx_bin: str = "nginx"):
+                 nginx_bin: str = "nginx", tls: bool = False):
         self.name = name
+        self.tls = tls
         self.port = port
         self.cpu = cpu
         self.nginx_bin = nginx_bin
@@ -101,7 +103,7 @@ class HaproxyServer(Server):
         self.wait_ready()
 
 
-BANNER_RE = re.compile(r"listening on http://([0-9.]+|\[[0-9a-fA-F:]+\]):(\d+)")
+BANNER_RE = re.compile(r"listening on https?://([0-9.]+|\[[0-9a-fA-F:]+\]):(\d+)")
 
 
 class RinggateServer(Server):
@@ -109,8 +111,9 @@ class RinggateServer(Server):
 
     def __init__(self, name: str, binary: Path, driver: str, port: int, upstream_port: int,
                  work_dir: Path, cpu: Optional[int], workers: int = 1, bare: bool = False,
-                 routes: int = 1):
+                 routes: int = 1, tls: Optional[tuple[Path, Path]] = None):
         self.name = name
+        self.tls = tls is not None
         if routes > 1:
             self.path = configs.ROUTED_PATH
         self.binary = Path(binary)
@@ -121,7 +124,7 @@ class RinggateServer(Server):
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf_path = self.dir / "ringgate.toml"
         self.conf_path.write_text(configs.ringgate_toml(port, upstream_port, workers=workers,
-                                                        driver=driver, bare=bare, routes=routes))
+                                                        driver=driver, bare=bare, routes=routes, tls=tls))
         self.banner: Optional[str] = None
 
     def start(self) -> None:

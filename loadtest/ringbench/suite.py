@@ -17,7 +17,9 @@ from .memory import IdleConnections
 from .servers import HOST, DirectTarget, HaproxyServer, NginxServer, RinggateServer, Server
 
 ALL_TARGETS = ["direct", "ringgate-uring", "ringgate-epoll", "nginx-proxy", "haproxy",
-               "ringgate-routes10", "ringgate-routes10k"]
+               "ringgate-routes10", "ringgate-routes10k", "ringgate-tls", "nginx-tls"]
+# TLS scenario (issue 4): TLS termination in front of the same plain upstream, same certificate.
+TLS_TARGETS = ["ringgate-tls", "nginx-tls"]
 # Route-table scenario (issue 3): ringgate on io_uring with a 10- or 10,000-route table, loaded on a
 # parameterized route (configs.ROUTED_PATH); compare their added latency within one run.
 ROUTE_TABLE_TARGETS = {"ringgate-routes10": 10, "ringgate-routes10k": 10_000}
@@ -47,6 +49,7 @@ class Options:
     ringgate_bare: bool = False
     settle_s: float = 1.0
     warmup_s: float = 2.0
+    tls_cert: Optional[tuple] = None  # (cert, key), made at start when a TLS target is selected
 
 
 class Suite:
@@ -65,6 +68,8 @@ class Suite:
     def start(self) -> None:
         o = self.o
         o.work_dir.mkdir(parents=True, exist_ok=True)
+        if any(t in TLS_TARGETS for t in o.targets):
+            o.tls_cert = configs.make_cert(o.work_dir / "tls")
         up_port = _free_port()
         self.upstream = NginxServer("upstream", lambda prefix: configs.nginx_upstream(prefix, up_port),
                                     up_port, o.work_dir, o.cpu_upstream)
@@ -89,6 +94,15 @@ class Suite:
                                o.work_dir, o.cpu_proxy)
         if name == "haproxy":
             return HaproxyServer(name, _free_port(), up_port, o.work_dir, o.cpu_proxy)
+        if name == "nginx-tls":
+            port = _free_port()
+            return NginxServer(name, lambda prefix: configs.nginx_proxy(prefix, port, up_port, tls=o.tls_cert),
+                               port, o.work_dir, o.cpu_proxy, tls=True)
+        if name == "ringgate-tls":
+            if o.ringgate_bin is None:
+                raise RuntimeError("ringgate target selected but no ringgate binary")
+            return RinggateServer(name, o.ringgate_bin, "uring", _free_port(), up_port, o.work_dir,
+                                  o.cpu_proxy, workers=1, bare=o.ringgate_bare, tls=o.tls_cert)
         if name in ROUTE_TABLE_TARGETS:
             if o.ringgate_bin is None:
                 raise RuntimeError("ringgate target selected but no ringgate binary")
@@ -210,7 +224,36 @@ class Suite:
                     res = self.latency(name, rate, o.duration_s)
                     rnd["latency"][str(rate)][name] = res
                     self.log(f"  oha {name:15s} @{rate}/s {_brief_oha(res)}")
+            if any(t in TLS_TARGETS for t in o.targets):
+                self.handshake_round(rnd, order)
             self.result["rounds"].append(rnd)
+
+    def handshake_round(self, rnd: dict, order: list) -> None:
+        """New connections: wrk with `Connection: close` (a full handshake per request on TLS
+        targets, a new TCP connection on plain ones), and TLS clients one after another with and
+        without session resumption (the proxy's CPU per handshake, full vs resumed)."""
+        o = self.o
+        rnd["handshake"] = {}
+        rnd["resumption"] = {}
+        for name in order:
+            srv = self.servers[name]
+            time.sleep(o.settle_s)
+            res = self._measured(name, lambda: loadgen.run_wrk(srv.url, o.duration_s, o.wrk_connections,
+                                                               o.wrk_threads, o.cpu_loadgen,
+                                                               headers=["Connection: close"]), "requests")
+            rnd["handshake"][name] = res
+            self.log(f"  wrk {name:15s} new connection per request: {_brief_wrk(res)}")
+            if not srv.tls:
+                continue
+            rnd["resumption"][name] = {}
+            for resume in (False, True):
+                time.sleep(o.settle_s)
+                r = self._measured(name, lambda: loadgen.tls_handshakes(HOST, srv.port, o.duration_s / 2,
+                                                                        resume), "handshakes")
+                rnd["resumption"][name]["resumed" if resume else "full"] = r
+                self.log(f"  tls {name:15s} {'resumed' if resume else 'full':7s}: {r.get('handshakes')} "
+                         f"handshakes ({r.get('resumed')} resumed), proxy "
+                         f"{(r.get('proxy_cpu_us_per_req') or 0):.1f} µs each")
 
     def memory(self) -> None:
         o = self.o
@@ -309,6 +352,22 @@ class Suite:
                             x["achieved_rps"] < RATE_SHORTFALL * rate and name != "direct":
                         self.warnings.append(f"{name} round {r['round']} @{rate}/s achieved only "
                                              f"{x['achieved_rps']:.0f}/s")
+        if any(r.get("handshake") for r in rounds):
+            summ["handshake"] = {}
+            summ["resumption"] = {}
+            for name in o.targets:
+                hs = [r.get("handshake", {}).get(name, {}) for r in rounds]
+                summ["handshake"][name] = {
+                    k: stats.summarize(x.get(k) for x in hs if "error" not in x)
+                    for k in ("rps", "proxy_cpu_us_per_req")
+                }
+                if name in TLS_TARGETS:
+                    summ["resumption"][name] = {
+                        kind: {k: stats.summarize(r.get("resumption", {}).get(name, {}).get(kind, {}).get(k)
+                                                  for r in rounds)
+                               for k in ("rps", "proxy_cpu_us_per_req", "resumed")}
+                        for kind in ("full", "resumed")
+                    }
         self.result["summary"] = summ
         return summ
 
@@ -343,6 +402,8 @@ def _brief_wrk(r: dict) -> str:
 def _brief_oha(r: dict) -> str:
     if "error" in r and "p50_ms" not in r:
         return "ERROR " + r["error"].splitlines()[0]
+    if r.get("p50_ms") is None or r.get("p99_ms") is None:
+        return f"no latency figures (errors {r.get('errors')}, codes {r.get('status_codes')})"
     s = (f"p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  "
          f"{(r.get('achieved_rps') or 0):,.0f}/s")
     if r.get("proxy_cpu_us_per_req") is not None:

@@ -17,6 +17,8 @@ use super::client::{req, Client};
 /// How long the binary may take to print every `listening on` banner.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 const BANNER: &str = "listening on http://";
+/// The banner of a TLS listener (`tls = { ... }` in its table).
+const TLS_BANNER: &str = "listening on https://";
 /// Printed once when the config has an `[admin]` section.
 const ADMIN_BANNER: &str = "admin on http://";
 
@@ -378,9 +380,9 @@ fn snapshot(log: &Log) -> String {
     log.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
 }
 
-/// Parses the address out of a line containing `listening on http://IP:PORT`.
+/// Parses the address out of a line containing `listening on http://IP:PORT` (or `https://`).
 pub fn parse_banner(line: &str) -> Option<SocketAddr> {
-    parse_addr_after(line, BANNER)
+    parse_addr_after(line, BANNER).or_else(|| parse_addr_after(line, TLS_BANNER))
 }
 
 /// Parses the `IP:PORT` that follows `prefix` (e.g. `admin on http://`) in `line`.
