@@ -23,7 +23,7 @@ use crate::http::write::canned;
 use crate::net::io::{read_into, write_all, ReadOutcome};
 use crate::net::listener::ListenerOpts;
 use crate::net::proxy_protocol::{self, HeaderError};
-use crate::net::stream::{ClientStream, Prefixed};
+use crate::net::stream::{ClientStream, Prefixed, TlsConn};
 use crate::pipeline::{handle, Next};
 use crate::shared::Snapshot;
 use crate::upstream::pool::UpstreamConn;
@@ -97,7 +97,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, opts: &ListenerOpts, w: 
         match monoio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(io)).await {
             Ok(Ok(s)) => {
                 STATS.tls_handshakes.fetch_add(1, Ordering::Relaxed);
-                c.stream = ClientStream::Tls(Box::new(s));
+                c.stream = ClientStream::Tls(Box::new(TlsConn::new(s)));
             }
             Ok(Err(e)) => {
                 STATS.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);

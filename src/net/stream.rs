@@ -7,7 +7,7 @@
 
 use bytes::BytesMut;
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent, Split};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent, Split};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 
@@ -82,8 +82,25 @@ pub type TlsStream = monoio_rustls::ServerTlsStream<Prefixed>;
 /// A client connection's stream.
 pub enum ClientStream {
     Plain(TcpStream),
-    Tls(Box<TlsStream>),
+    Tls(Box<TlsConn>),
 }
+
+/// A TLS stream and the buffer its vectored writes are gathered in: monoio-rustls writes only the
+/// first slice of a `writev`, so a response head and body would leave as several TLS records and
+/// as many syscalls. Gathered, a response is one record and one `sendto`.
+pub struct TlsConn {
+    pub stream: TlsStream,
+    gather: Vec<u8>,
+}
+
+impl TlsConn {
+    pub fn new(stream: TlsStream) -> Self {
+        TlsConn { stream, gather: Vec::new() }
+    }
+}
+
+/// Largest gather buffer kept on an idle TLS connection.
+const GATHER_KEEP: usize = 64 * 1024;
 
 // SAFETY: TcpStream is Split; monoio-rustls declares its stream Split over a Split transport.
 unsafe impl Split for ClientStream {}
@@ -98,13 +115,13 @@ impl AsyncReadRent for ClientStream {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             ClientStream::Plain(s) => s.read(buf).await,
-            ClientStream::Tls(s) => Box::pin(s.read(buf)).await,
+            ClientStream::Tls(s) => Box::pin(s.stream.read(buf)).await,
         }
     }
     async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             ClientStream::Plain(s) => s.readv(buf).await,
-            ClientStream::Tls(s) => Box::pin(s.readv(buf)).await,
+            ClientStream::Tls(s) => Box::pin(s.stream.readv(buf)).await,
         }
     }
 }
@@ -114,13 +131,13 @@ impl CancelableAsyncReadRent for ClientStream {
     async fn cancelable_read<T: IoBufMut>(&mut self, buf: T, c: CancelHandle) -> BufResult<usize, T> {
         match self {
             ClientStream::Plain(s) => s.cancelable_read(buf, c).await,
-            ClientStream::Tls(s) => Box::pin(s.read(buf)).await,
+            ClientStream::Tls(s) => Box::pin(s.stream.read(buf)).await,
         }
     }
     async fn cancelable_readv<T: IoVecBufMut>(&mut self, buf: T, c: CancelHandle) -> BufResult<usize, T> {
         match self {
             ClientStream::Plain(s) => s.cancelable_readv(buf, c).await,
-            ClientStream::Tls(s) => Box::pin(s.readv(buf)).await,
+            ClientStream::Tls(s) => Box::pin(s.stream.readv(buf)).await,
         }
     }
 }
@@ -129,25 +146,41 @@ impl AsyncWriteRent for ClientStream {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             ClientStream::Plain(s) => s.write(buf).await,
-            ClientStream::Tls(s) => Box::pin(s.write(buf)).await,
+            ClientStream::Tls(s) => Box::pin(s.stream.write(buf)).await,
         }
     }
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             ClientStream::Plain(s) => s.writev(buf).await,
-            ClientStream::Tls(s) => Box::pin(s.writev(buf)).await,
+            ClientStream::Tls(s) => {
+                let mut flat = std::mem::take(&mut s.gather);
+                flat.clear();
+                // SAFETY: the iovec array and every slice it points at are valid while `buf` lives.
+                unsafe {
+                    let iov = std::slice::from_raw_parts(buf.read_iovec_ptr(), buf.read_iovec_len());
+                    for v in iov {
+                        flat.extend_from_slice(std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len));
+                    }
+                }
+                let (res, mut back) = Box::pin(s.stream.write_all(flat)).await;
+                if back.capacity() <= GATHER_KEEP {
+                    back.clear();
+                    s.gather = back;
+                }
+                (res, buf)
+            }
         }
     }
     async fn flush(&mut self) -> std::io::Result<()> {
         match self {
             ClientStream::Plain(s) => s.flush().await,
-            ClientStream::Tls(s) => Box::pin(s.flush()).await,
+            ClientStream::Tls(s) => Box::pin(s.stream.flush()).await,
         }
     }
     async fn shutdown(&mut self) -> std::io::Result<()> {
         match self {
             ClientStream::Plain(s) => s.shutdown().await,
-            ClientStream::Tls(s) => Box::pin(s.shutdown()).await,
+            ClientStream::Tls(s) => Box::pin(s.stream.shutdown()).await,
         }
     }
 }
