@@ -44,9 +44,14 @@ pub fn draining() -> bool {
     DRAINING.load(Ordering::Relaxed) || SHUTDOWN.load(Ordering::Relaxed)
 }
 
+/// Every configured worker has started and accepts.
+pub fn workers_up() -> bool {
+    READY_WORKERS.load(Ordering::Relaxed) >= EXPECTED_WORKERS.load(Ordering::Relaxed)
+}
+
 /// Whether the process should get traffic: all workers up and no drain started.
 pub fn ready() -> bool {
-    !draining() && READY_WORKERS.load(Ordering::Relaxed) >= EXPECTED_WORKERS.load(Ordering::Relaxed)
+    !draining() && workers_up()
 }
 
 /// Start a drain: not ready at once, stop accepting after the grace period. False when a drain
@@ -54,6 +59,10 @@ pub fn ready() -> bool {
 pub fn start_drain() -> bool {
     if DRAINING.swap(true, Ordering::SeqCst) {
         return false;
+    }
+    // A process that handed its sockets to a successor is no longer the service: say nothing.
+    if !crate::upgrade::HANDED_OVER.load(Ordering::SeqCst) {
+        crate::upgrade::sd_notify("STOPPING=1");
     }
     let grace = std::time::Duration::from_millis(DRAIN_GRACE_MS.load(Ordering::Relaxed));
     tracing::info!(

@@ -244,12 +244,17 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source,
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
+    // Workers up: tell a systemd-style supervisor this is the service's main process now (before
+    // a predecessor is told to drain and exit, so the supervisor never sees the service's main
+    // process die).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // (Not `ready()`: a drain may already have started, and then it never becomes true.)
+    while !ringgate::core::workers_up() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    upgrade::sd_notify(&format!("READY=1\nMAINPID={}", std::process::id()));
     if let Some(t) = taken {
         // Serving on the taken sockets: now the old process may drain.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !ringgate::core::ready() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
         match t.confirm() {
             Ok(()) => tracing::info!("took over the listening sockets; the previous process drains"),
             Err(e) => tracing::warn!("took over the listening sockets, but the previous process did not confirm: {e}"),

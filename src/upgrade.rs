@@ -173,3 +173,43 @@ impl Taken {
 pub fn dup(fd: &impl std::os::fd::AsFd) -> std::io::Result<OwnedFd> {
     fd.as_fd().try_clone_to_owned()
 }
+
+/// Tell a supervisor speaking the systemd notify protocol (`$NOTIFY_SOCKET`) about this process:
+/// `READY=1` with `MAINPID` once serving (after a takeover the new process becomes the service's
+/// main process), `STOPPING=1` when draining. Silent when not run under such a supervisor.
+pub fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let bytes = path.as_encoded_bytes();
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name).and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+    } else {
+        sock.send_to(state.as_bytes(), Path::new(&path))
+    };
+    if let Err(e) = sent {
+        tracing::warn!("sd_notify {state:?} to {}: {e}", path.to_string_lossy());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The notify protocol message arrives at `$NOTIFY_SOCKET` as one datagram.
+    #[test]
+    fn sd_notify_sends_one_datagram() {
+        let path = std::env::temp_dir().join(format!("ringgate-notify-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let rx = std::os::unix::net::UnixDatagram::bind(&path).expect("bind");
+        // SAFETY: this test binary sets NOTIFY_SOCKET only here, before reading it on this thread.
+        unsafe { std::env::set_var("NOTIFY_SOCKET", &path) };
+        super::sd_notify("READY=1\nMAINPID=42");
+        let mut buf = [0u8; 64];
+        let n = rx.recv(&mut buf).expect("recv");
+        assert_eq!(&buf[..n], b"READY=1\nMAINPID=42");
+        unsafe { std::env::remove_var("NOTIFY_SOCKET") };
+        let _ = std::fs::remove_file(&path);
+    }
+}
