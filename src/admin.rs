@@ -24,6 +24,9 @@ pub fn start(addr: SocketAddr, r: Arc<Reloader>) -> std::io::Result<SocketAddr> 
 /// process hands its sockets over to a successor.
 pub fn start_on(l: TcpListener, r: Arc<Reloader>) -> std::io::Result<SocketAddr> {
     let bound = l.local_addr()?;
+    // A bounded accept: when a successor shares this socket and wins the race for a connection
+    // both were woken for, this thread comes back to check whether it handed over.
+    socket2::SockRef::from(&l).set_read_timeout(Some(Duration::from_millis(200)))?;
     std::thread::Builder::new().name("ringgate-admin".into()).spawn(move || {
         while !crate::upgrade::HANDED_OVER.load(std::sync::atomic::Ordering::Relaxed) {
             // Wait with poll rather than a non-blocking socket: the socket may be shared with a
@@ -39,6 +42,7 @@ pub fn start_on(l: TcpListener, r: Arc<Reloader>) -> std::io::Result<SocketAddr>
                         tracing::debug!("admin connection: {e}");
                     }
                 }
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
                 Err(e) => {
                     tracing::warn!("admin accept: {e}");
                     std::thread::sleep(Duration::from_millis(50));

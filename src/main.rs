@@ -252,6 +252,17 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source,
     while !ringgate::core::workers_up() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    // The upgrade socket is bound before a predecessor drains: a failure here leaves it serving.
+    let prepared = match &cfg.upgrade_socket {
+        Some(p) => {
+            let sockets = upgrade::Sockets { listeners: handover, admin: admin_handover };
+            Some(
+                upgrade::prepare(p, sockets)
+                    .map_err(|e| format!("cannot open the upgrade socket {}: {e}", p.display()))?,
+            )
+        }
+        None => None,
+    };
     upgrade::sd_notify(&format!("READY=1\nMAINPID={}", std::process::id()));
     if let Some(t) = taken {
         // Serving on the taken sockets: now the old process may drain.
@@ -260,9 +271,11 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source,
             Err(e) => tracing::warn!("took over the listening sockets, but the previous process did not confirm: {e}"),
         }
     }
-    if let Some(p) = &cfg.upgrade_socket {
-        let sockets = upgrade::Sockets { listeners: handover, admin: admin_handover };
-        upgrade::serve(p, sockets).map_err(|e| format!("cannot open the upgrade socket {}: {e}", p.display()))?;
+    if let Some(prep) = prepared {
+        // After a confirmed takeover this process serves: an error here must not stop it.
+        if let Err(e) = prep.serve() {
+            tracing::error!("upgrade socket not available, no takeover from this process: {e}");
+        }
     }
 
     for h in handles {
@@ -280,15 +293,20 @@ fn install_signals(reloader: Arc<Reloader>) -> Result<(), String> {
     std::thread::Builder::new()
         .name("ringgate-signals".into())
         .spawn(move || {
+            // Counted here, not by the drain flag: a drain started by POST /drain or a takeover
+            // is not a first signal, so the SIGTERM that usually follows must not exit at once.
+            let mut stops = 0;
             for sig in signals.forever() {
                 if sig == SIGHUP {
                     let _ = reloader.reload("SIGHUP");
                     continue;
                 }
-                if !ringgate::core::start_drain() {
+                stops += 1;
+                if stops > 1 {
                     eprintln!("ringgate: second signal ({sig}), exiting now");
                     std::process::exit(1);
                 }
+                ringgate::core::start_drain();
                 tracing::info!(signal = sig, "shutting down");
             }
         })

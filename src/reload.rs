@@ -56,6 +56,8 @@ pub struct Reloader {
     certs: Mutex<Vec<(usize, crate::tls::CertStore)>>,
     /// The certificate and key files loaded last, with their state when read, for the file watch.
     cert_paths: Mutex<(Vec<PathBuf>, Vec<Option<Stamp>>)>,
+    /// The running config's TLS settings per listener position (what the watch reloads).
+    tls: Mutex<Vec<Option<crate::tls::TlsCfg>>>,
 }
 
 impl Reloader {
@@ -78,6 +80,7 @@ impl Reloader {
             retired: Mutex::new(Vec::new()),
             certs: Mutex::new(Vec::new()),
             cert_paths: Mutex::new(stamped(tls_files(started))),
+            tls: Mutex::new(started.listeners.iter().map(|l| l.tls.clone()).collect()),
         })
     }
 
@@ -86,24 +89,42 @@ impl Reloader {
         self.certs.lock().unwrap_or_else(|e| e.into_inner()).push((index, store));
     }
 
-    /// Load the certificates `cfg` names for each TLS listener; all or none are swapped in.
-    /// New handshakes get the new certificates; established connections keep theirs.
-    fn reload_certs(&self, cfg: &Config) -> Result<usize, ConfigError> {
+    /// The TLS settings per listener position in `cfg`, for listeners still at the address they
+    /// started on (listeners are fixed at start: a moved one keeps its running certificates).
+    fn tls_of(&self, cfg: &Config) -> Vec<Option<crate::tls::TlsCfg>> {
+        self.fixed
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| cfg.listeners.get(i).filter(|l| l.addr == *addr).and_then(|l| l.tls.clone()))
+            .collect()
+    }
+
+    /// Load the certificates `tls` names per listener position; all or none are swapped in. New
+    /// handshakes get the new certificates; established connections keep theirs.
+    fn reload_certs(&self, tls: &[Option<crate::tls::TlsCfg>]) -> Result<usize, ConfigError> {
         let stores = self.certs.lock().unwrap_or_else(|e| e.into_inner());
         // Stamped before reading: a change during the load is seen by the watch afterwards.
-        let files = stamped(tls_files(cfg));
+        let files = stamped(
+            tls.iter().flatten().flat_map(|t| t.certs.iter().flat_map(|p| [p.cert.clone(), p.key.clone()])).collect(),
+        );
         let mut fresh = Vec::new();
         for (index, store) in stores.iter() {
-            let Some(t) = cfg.listeners.get(*index).and_then(|l| l.tls.as_ref()) else {
+            let Some(t) = tls.get(*index).and_then(|t| t.as_ref()) else {
+                tracing::warn!(
+                    "listener {index} changed address or lost its tls table: its certificates stay as they are"
+                );
                 continue;
             };
             match crate::tls::load(t) {
                 Ok(set) => fresh.push((store, set)),
                 Err(e) => {
+                    // Seen as loaded: the watch retries when the files change again, not in a loop.
+                    *self.cert_paths.lock().unwrap_or_else(|e| e.into_inner()) = files;
                     return Err(ConfigError {
                         file: self.source_name(),
                         issues: vec![Issue { line: None, key: format!("listeners[{index}].tls"), message: e }],
-                    })
+                    });
                 }
             }
         }
@@ -113,14 +134,15 @@ impl Reloader {
             store.store(Arc::new(set));
         }
         *self.cert_paths.lock().unwrap_or_else(|e| e.into_inner()) = files;
+        *self.tls.lock().unwrap_or_else(|e| e.into_inner()) = tls.to_vec();
         Ok(n)
     }
 
-    /// Reload only the certificates (their files changed).
+    /// Reload only the certificates of the running config (their files changed).
     pub fn reload_certs_now(&self, trigger: &str) {
         let _one_at_a_time = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let result = self.load().and_then(|cfg| self.reload_certs(&cfg));
-        match result {
+        let running = self.tls.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match self.reload_certs(&running) {
             Ok(n) => tracing::info!(trigger, listeners = n, "TLS certificates reloaded"),
             Err(e) => {
                 tracing::error!(trigger, "TLS certificate reload failed, the old ones stay:\n{}", e.render().trim_end())
@@ -193,7 +215,7 @@ impl Reloader {
             }
         }
         self.warn_fixed(&cfg);
-        if let Err(e) = self.reload_certs(&cfg) {
+        if let Err(e) = self.reload_certs(&self.tls_of(&cfg)) {
             tracing::error!(trigger, "reload failed, the running config stays:\n{}", e.render().trim_end());
             return Err(e);
         }

@@ -48,43 +48,67 @@ fn describe(s: &Sockets) -> (String, Vec<RawFd>) {
     (text, fds)
 }
 
-/// Old side: answer takeover requests on `path` from a thread, handing over duplicates of
-/// `sockets`; on the successor's `READY`, start draining.
-pub fn serve(path: &Path, sockets: Sockets) -> std::io::Result<()> {
+/// The upgrade socket, bound (under a temporary name) but not yet serving: everything that can
+/// fail is done before a predecessor is told to drain.
+pub struct Prepared {
+    listener: UnixListener,
+    tmp: std::path::PathBuf,
+    path: std::path::PathBuf,
+    sockets: Sockets,
+}
+
+/// Check the handover list and bind the upgrade socket next to `path`.
+pub fn prepare(path: &Path, sockets: Sockets) -> std::io::Result<Prepared> {
     if sockets.listeners.len() + 1 > MAX_FDS {
         return Err(std::io::Error::other("too many listening sockets to hand over (more than 252)"));
     }
-    let _ = std::fs::remove_file(path);
-    let l = UnixListener::bind(path)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp)?;
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
     }
-    let path = path.to_path_buf();
-    std::thread::Builder::new().name("ringgate-upgrade".into()).spawn(move || {
-        // Once this process stops accepting on its own, the duplicates must go: they would keep
-        // the listening sockets open, so new clients would queue instead of being refused.
-        while !crate::core::shutting_down() {
-            let mut pfd = libc::pollfd { fd: l.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-            // SAFETY: one valid pollfd for a descriptor this thread owns.
-            if unsafe { libc::poll(&mut pfd, 1, 50) } <= 0 {
-                continue;
-            }
-            let Ok((conn, _)) = l.accept() else { continue };
-            match hand_over(conn, &sockets) {
-                Ok(()) => {
-                    tracing::info!(socket = %path.display(), "sockets handed over to a new process; draining");
-                    HANDED_OVER.store(true, Ordering::SeqCst);
-                    crate::core::start_drain();
-                    return;
-                }
-                Err(e) => tracing::warn!("takeover attempt failed, still serving: {e}"),
-            }
+    Ok(Prepared { listener, tmp, path: path.to_path_buf(), sockets })
+}
+
+impl Prepared {
+    /// Take the socket's real name (atomically replacing a predecessor's) and answer takeover
+    /// requests from a thread, handing over duplicates of the sockets; on the successor's
+    /// `READY`, start draining.
+    pub fn serve(self) -> std::io::Result<()> {
+        let Prepared { listener: l, tmp, path, sockets } = self;
+        if let Err(e) = std::fs::rename(&tmp, &path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
         }
-        drop(sockets);
-        let _ = std::fs::remove_file(&path);
-    })?;
-    Ok(())
+        std::thread::Builder::new().name("ringgate-upgrade".into()).spawn(move || {
+            // Once this process stops accepting on its own, the duplicates must go: they would
+            // keep the listening sockets open, so new clients would queue instead of being refused.
+            while !crate::core::shutting_down() {
+                let mut pfd = libc::pollfd { fd: l.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                // SAFETY: one valid pollfd for a descriptor this thread owns.
+                if unsafe { libc::poll(&mut pfd, 1, 50) } <= 0 {
+                    continue;
+                }
+                let Ok((conn, _)) = l.accept() else { continue };
+                match hand_over(conn, &sockets) {
+                    Ok(()) => {
+                        tracing::info!(socket = %path.display(), "sockets handed over to a new process; draining");
+                        HANDED_OVER.store(true, Ordering::SeqCst);
+                        crate::core::start_drain();
+                        return;
+                    }
+                    Err(e) => tracing::warn!("takeover attempt failed, still serving: {e}"),
+                }
+            }
+            drop(sockets);
+            let _ = std::fs::remove_file(&path);
+        })?;
+        Ok(())
+    }
 }
 
 fn hand_over(conn: UnixStream, sockets: &Sockets) -> std::io::Result<()> {

@@ -93,7 +93,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, opts: &ListenerOpts, w: 
     if let Some(tls) = &opts.tls {
         let ClientStream::Plain(tcp) = c.stream else { return };
         // Bytes already read (after a PROXY header) are the start of the ClientHello.
-        let io = Prefixed { inner: tcp, pre: std::mem::take(&mut c.rbuf) };
+        let pre = if c.rbuf.is_empty() { BytesMut::new() } else { std::mem::take(&mut c.rbuf) };
+        let io = Prefixed { inner: tcp, pre };
         match monoio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(io)).await {
             Ok(Ok(s)) => {
                 STATS.tls_handshakes.fetch_add(1, Ordering::Relaxed);
@@ -343,10 +344,9 @@ async fn pump<R: CancelableAsyncReadRent, W: AsyncWriteRent>(
                     // A plain read ends at once when cancelled; a TLS one cannot be: drop it.
                     match monoio::time::timeout(Duration::from_millis(100), &mut read).await {
                         Ok(out) => break out,
-                        Err(_) => {
-                            let _ = wr.shutdown().await;
-                            return;
-                        }
+                        // No shutdown after an abandoned operation: monoio-rustls would find
+                        // its buffer missing (and panic); dropping the halves closes the socket.
+                        Err(_) => return,
                     }
                 }
                 None => {}
@@ -359,7 +359,9 @@ async fn pump<R: CancelableAsyncReadRent, W: AsyncWriteRent>(
                 last.set(Instant::now());
                 let chunk: Bytes = buf.split().freeze();
                 if write_all(wr, chunk, idle).await.is_err() {
-                    break;
+                    // Timed out or failed mid-write: the write side may hold an abandoned
+                    // operation, so no orderly shutdown on it (see above).
+                    return;
                 }
             }
         }

@@ -125,6 +125,10 @@ fn parse_v2(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
         return Ok(None);
     }
     let block = &buf[16..len];
+    if local {
+        // LOCAL: the balancer speaking for itself; the address block is to be ignored (§2.2).
+        return Ok(Some(Header { version: 2, source: None, destination: None, len }));
+    }
     let (addr_len, source, destination) = match fam >> 4 {
         // AF_INET
         1 => {
@@ -153,8 +157,7 @@ fn parse_v2(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
         return Err(HeaderError::Malformed("v2 transport protocol unknown"));
     }
     skip_tlvs(&block[addr_len..])?;
-    // LOCAL: the balancer speaking for itself (health checks); the real peer address stands.
-    let (source, destination) = if local || fam & 0x0f == 0 { (None, None) } else { (source, destination) };
+    let (source, destination) = if fam & 0x0f == 0 { (None, None) } else { (source, destination) };
     Ok(Some(Header { version: 2, source, destination, len }))
 }
 

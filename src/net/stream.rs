@@ -30,6 +30,10 @@ fn drain_into<T: IoBufMut>(pre: &mut BytesMut, mut buf: T) -> (usize, T) {
         buf.set_init(n);
     }
     let _ = pre.split_to(n);
+    if pre.is_empty() {
+        // Replayed: let the allocation go rather than keep it for the connection's life.
+        *pre = BytesMut::new();
+    }
     (n, buf)
 }
 
@@ -43,12 +47,12 @@ impl AsyncReadRent for Prefixed {
     }
 
     async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        if self.pre.is_empty() {
+        if self.pre.is_empty() || buf.write_iovec_len() == 0 {
             return self.inner.readv(buf).await;
         }
         // Fill the first iovec only: a short read is always allowed.
         let n = {
-            // SAFETY: the iovec array and its first entry are valid while `buf` lives.
+            // SAFETY: there is at least one iovec, valid while `buf` lives.
             let iov = unsafe { &*buf.write_iovec_ptr() };
             let n = self.pre.len().min(iov.iov_len);
             // SAFETY: iov_base points at iov_len writable bytes.
