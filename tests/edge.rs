@@ -922,3 +922,18 @@ fn keepalive_served_just_before_drain_gets_close_answer() {
 }
 
 both_drivers!(v1_tcp4_source_becomes_client, header_split_across_writes, drain_via_admin);
+
+/// SIGTERM after `POST /drain` is the first *signal*, not a second one (Kubernetes' preStop hook
+/// drains, then the kubelet sends SIGTERM): the drain goes on and the process exits 0, not 1.
+#[test]
+fn sigterm_after_admin_drain_still_drains() {
+    let up = TestUpstream::echo();
+    let config = format!("{}{ADMIN}", ConfigBuilder::proxy_to(up.addr()).shutdown("grace_period = \"300ms\"").render());
+    let mut gw = Gateway::start(&config, DRIVER);
+    wait_ready(gw.admin());
+    let (status, _) = admin_post(gw.admin(), "/drain");
+    assert_eq!(status, 202);
+    gw.signal("TERM");
+    let exit = gw.wait_exit(Duration::from_secs(10)).expect("exits after the drain");
+    assert_eq!(exit.code(), Some(0), "a SIGTERM during a drain must not exit at once:\n{}", gw.output());
+}
