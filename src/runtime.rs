@@ -130,11 +130,12 @@ fn build_uring() -> std::io::Result<(UringRuntime, String)> {
 async fn worker_main(spec: WorkerSpec) {
     let w = Rc::new(Worker::new(spec.id, spec.shared.clone()));
     let mut cancellers = Vec::new();
+    let mut accepting = Vec::new();
     for (l, opts) in spec.listeners {
         match TcpListener::from_std(l) {
             Ok(l) => {
                 let c = Canceller::new();
-                monoio::spawn(accept_loop(l, opts, w.clone(), c.handle(), spec.max_connections));
+                accepting.push(monoio::spawn(accept_loop(l, opts, w.clone(), c.handle(), spec.max_connections)));
                 cancellers.push(c);
             }
             Err(e) => {
@@ -177,8 +178,16 @@ async fn worker_main(spec: WorkerSpec) {
     // been answered yet (a client that connected just before accepting stopped gets its answer).
     let busy = |w: &Worker| w.in_flight.get() + w.fresh.get();
     let deadline = Instant::now() + spec.drain_timeout;
-    while busy(&w) > 0 && Instant::now() < deadline {
+    // Every accept loop has returned (a connection accepted in the race with the cancel has been
+    // spawned), and a first pause lets those tasks start and count themselves in `fresh`.
+    for a in accepting {
+        a.await;
+    }
+    loop {
         monoio::time::sleep(Duration::from_millis(5)).await;
+        if busy(&w) == 0 || Instant::now() >= deadline {
+            break;
+        }
     }
     if busy(&w) > 0 {
         tracing::warn!(
