@@ -120,12 +120,22 @@ fn serve(mut s: TcpStream, r: &Reloader) -> std::io::Result<()> {
                 crate::reload::Source::File(p) => p.display().to_string(),
                 crate::reload::Source::Embedded => "(embedded default)".into(),
             };
+            let st = &crate::core::STATS;
+            let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            // Process-wide rare-event counters (the metrics issue exports them for Prometheus).
             let body = serde_json::json!({
                 "generation": snap.generation,
                 "config": source,
                 "routes": snap.routes.len(),
                 "upstreams": snap.upstreams.len(),
                 "version": env!("CARGO_PKG_VERSION"),
+                "counters": {
+                    "panics": n(&st.panics),
+                    "accept_errors": n(&st.accept_errors),
+                    "tls_handshakes": n(&st.tls_handshakes),
+                    "tls_handshake_failures": n(&st.tls_handshake_failures),
+                    "tls_handshake_timeouts": n(&st.tls_handshake_timeouts),
+                },
             });
             respond(&mut s, 200, "application/json", &format!("{body}\n"))
         }

@@ -1093,3 +1093,26 @@ both_drivers!(
 fn alpn_mismatch_alert_reaches_tls13_clients_uring() {
     alpn_mismatch_alert_reaches_tls13_clients(Driver::Uring);
 }
+
+/// Handshakes that time out or fail are counted, and `GET /status` on the admin listener shows the
+/// counts (the metrics issue will export them to Prometheus).
+#[test]
+fn handshake_failures_and_timeouts_are_counted() {
+    let pki = Pki::new();
+    let (_, pair) = pki.leaf("site", &["site.test"]);
+    let up = TestUpstream::echo();
+    let gw = tls_config(&up, &[&pair], ", handshake_timeout = \"300ms\"").raw(ADMIN).start(Driver::Uring);
+    TlsClient::connect(gw.addr, &Arc::new(pki.client(TLS_ANY)), "site.test").get_ok("/ok");
+    let mut silent = Client::connect(gw.addr);
+    silent.read_until_close(Duration::from_millis(1500));
+    let mut plain = Client::connect(gw.addr);
+    let _ = plain.try_send(&get("/plain"));
+    plain.read_until_close(Duration::from_millis(1500));
+    let (status, body) = admin_get(gw.admin(), "/status");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let c = &v["counters"];
+    assert_eq!(c["tls_handshakes"], 1, "{body}");
+    assert_eq!(c["tls_handshake_timeouts"], 1, "{body}");
+    assert_eq!(c["tls_handshake_failures"], 1, "{body}");
+}
