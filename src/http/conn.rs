@@ -91,11 +91,31 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, opts: &ListenerOpts, w: 
         }
     }
     if let Some(tls) = &opts.tls {
+        let deadline = Instant::now() + tls.handshake_timeout;
+        // The first byte tells a TLS record (0x16) from plain HTTP sent to the TLS port, which
+        // gets a plain-text 400 (as nginx answers) instead of a TLS alert.
+        if c.rbuf.is_empty()
+            && !matches!(read_into(&mut c.stream, &mut c.rbuf, 512, tls.handshake_timeout).await, ReadOutcome::Data(_))
+        {
+            STATS.tls_handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if c.rbuf.first().is_some_and(|b| b.is_ascii_uppercase()) {
+            STATS.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+            let body = "400 Bad Request: plain HTTP was sent to an HTTPS port\n";
+            let answer = format!(
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = write_all(&mut c.stream, Bytes::from(answer), Duration::from_secs(1)).await;
+            return;
+        }
         let ClientStream::Plain(tcp) = c.stream else { return };
-        // Bytes already read (after a PROXY header) are the start of the ClientHello.
-        let pre = if c.rbuf.is_empty() { BytesMut::new() } else { std::mem::take(&mut c.rbuf) };
+        // Bytes already read (after a PROXY header, or the first read above) start the ClientHello.
+        let pre = std::mem::take(&mut c.rbuf);
         let io = Prefixed { inner: tcp, pre };
-        match monoio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(io)).await {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match monoio::time::timeout(left, tls.acceptor.accept(io)).await {
             Ok(Ok(s)) => {
                 STATS.tls_handshakes.fetch_add(1, Ordering::Relaxed);
                 c.stream = ClientStream::Tls(Box::new(TlsConn::new(s)));
