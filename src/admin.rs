@@ -6,19 +6,14 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::net::listener::wait_acceptable;
 use crate::reload::Reloader;
 
 /// Largest admin request head read.
 const MAX_HEAD: usize = 8192;
-
-/// Bind and serve on a thread; returns the bound address.
-pub fn start(addr: SocketAddr, r: Arc<Reloader>) -> std::io::Result<SocketAddr> {
-    start_on(TcpListener::bind(addr)?, r)
-}
 
 /// Serve on a listening socket (bound here, or taken over from a previous process) until this
 /// process hands its sockets over to a successor.
@@ -29,11 +24,7 @@ pub fn start_on(l: TcpListener, r: Arc<Reloader>) -> std::io::Result<SocketAddr>
     socket2::SockRef::from(&l).set_read_timeout(Some(Duration::from_millis(200)))?;
     std::thread::Builder::new().name("ringgate-admin".into()).spawn(move || {
         while !crate::upgrade::HANDED_OVER.load(std::sync::atomic::Ordering::Relaxed) {
-            // Wait with poll rather than a non-blocking socket: the socket may be shared with a
-            // successor process, and O_NONBLOCK would be shared with it too.
-            let mut pfd = libc::pollfd { fd: l.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-            // SAFETY: one valid pollfd for a descriptor this thread owns.
-            if unsafe { libc::poll(&mut pfd, 1, 100) } <= 0 {
+            if !wait_acceptable(&l, 100) {
                 continue;
             }
             match l.accept().map(|(s, _)| s) {
@@ -53,9 +44,23 @@ pub fn start_on(l: TcpListener, r: Arc<Reloader>) -> std::io::Result<SocketAddr>
     Ok(bound)
 }
 
+/// The whole request must arrive within this (one thread serves the admin listener).
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Read into `chunk` before `deadline`; 0 at EOF. A trickling client cannot hold the admin
+/// thread past the deadline.
+fn read_by(s: &mut TcpStream, chunk: &mut [u8], deadline: std::time::Instant) -> std::io::Result<usize> {
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    if left.is_zero() {
+        return Err(std::io::ErrorKind::TimedOut.into());
+    }
+    s.set_read_timeout(Some(left))?;
+    s.read(chunk)
+}
+
 fn serve(mut s: TcpStream, r: &Reloader) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let deadline = std::time::Instant::now() + REQUEST_DEADLINE;
+    s.set_write_timeout(Some(REQUEST_DEADLINE))?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let head_end = loop {
@@ -65,7 +70,7 @@ fn serve(mut s: TcpStream, r: &Reloader) -> std::io::Result<()> {
         if buf.len() > MAX_HEAD {
             return respond(&mut s, 431, "text/plain", "request head too large\n");
         }
-        let n = s.read(&mut chunk)?;
+        let n = read_by(&mut s, &mut chunk, deadline)?;
         if n == 0 {
             return Ok(());
         }
@@ -86,7 +91,7 @@ fn serve(mut s: TcpStream, r: &Reloader) -> std::io::Result<()> {
     }
     let mut have = buf.len() - (head_end + 4);
     while have < length {
-        let n = s.read(&mut chunk)?;
+        let n = read_by(&mut s, &mut chunk, deadline)?;
         if n == 0 {
             return Ok(());
         }
@@ -141,7 +146,7 @@ fn serve(mut s: TcpStream, r: &Reloader) -> std::io::Result<()> {
         }
         (b"GET" | b"HEAD", b"/healthz") => respond(&mut s, 200, "text/plain", "alive\n"),
         (b"GET" | b"HEAD", b"/readyz") => {
-            let (status, body) = readiness();
+            let (status, body) = crate::core::readiness();
             respond(&mut s, status, "text/plain", body)
         }
         (b"POST", b"/drain") => {
@@ -160,19 +165,8 @@ fn serve(mut s: TcpStream, r: &Reloader) -> std::io::Result<()> {
     }
 }
 
-/// `/readyz`: 200 while serving, 503 while starting or draining.
-pub fn readiness() -> (u16, &'static str) {
-    if crate::core::draining() {
-        (503, "draining\n")
-    } else if !crate::core::ready() {
-        (503, "starting\n")
-    } else {
-        (200, "ready\n")
-    }
-}
-
 fn respond(s: &mut TcpStream, status: u16, ctype: &str, body: &str) -> std::io::Result<()> {
-    let reason = crate::route::reason(status);
+    let reason = crate::http::reason(status);
     let allow = if status == 405 { "Allow: GET, HEAD, POST\r\n" } else { "" };
     let head = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",

@@ -54,6 +54,17 @@ pub fn ready() -> bool {
     !draining() && workers_up()
 }
 
+/// `/readyz`: 200 while serving, 503 while starting or draining.
+pub fn readiness() -> (u16, &'static str) {
+    if draining() {
+        (503, "draining\n")
+    } else if !ready() {
+        (503, "starting\n")
+    } else {
+        (200, "ready\n")
+    }
+}
+
 /// Start a drain: not ready at once, stop accepting after the grace period. False when a drain
 /// had already started.
 pub fn start_drain() -> bool {
@@ -119,6 +130,14 @@ impl LocalSnapshot {
         let mut cache = Cache::new(shared);
         let first = cache.load().clone();
         LocalSnapshot { cache: RefCell::new(cache), local: RefCell::new(Rc::new(first)) }
+    }
+
+    /// Whether `addr` is a target of the newest snapshot; `snap` is the one a request used (in
+    /// the common case it is the newest and nothing is looked up).
+    pub fn still_a_target(&self, snap: &Snapshot, addr: std::net::SocketAddr) -> bool {
+        let mut cache = self.cache.borrow_mut();
+        let newest = cache.load();
+        std::ptr::eq(&**newest, snap) || newest.targets.contains_key(&addr)
     }
 
     pub fn get(&self) -> Rc<Arc<Snapshot>> {

@@ -60,8 +60,8 @@ pub struct Answer {
     pub close: bool,
 }
 
-const fn a(status: u16, reason: &'static str, close: bool) -> Option<Answer> {
-    Some(Answer { status, reason, close })
+fn a(status: u16, close: bool) -> Option<Answer> {
+    Some(Answer { status, reason: crate::http::reason(status), close })
 }
 
 impl ProxyError {
@@ -69,26 +69,26 @@ impl ProxyError {
     pub fn answer(&self) -> Option<Answer> {
         match self {
             ProxyError::BadHead(p) => match p {
-                ParseError::Malformed(_) => a(400, "Bad Request", true),
-                ParseError::RequestLineTooLong => a(414, "URI Too Long", true),
-                ParseError::HeadersTooLarge => a(431, "Request Header Fields Too Large", true),
-                ParseError::ExpectationFailed => a(417, "Expectation Failed", true),
-                ParseError::NotImplemented => a(501, "Not Implemented", true),
-                ParseError::VersionNotSupported => a(505, "HTTP Version Not Supported", true),
+                ParseError::Malformed(_) => a(400, true),
+                ParseError::RequestLineTooLong => a(414, true),
+                ParseError::HeadersTooLarge => a(431, true),
+                ParseError::ExpectationFailed => a(417, true),
+                ParseError::NotImplemented => a(501, true),
+                ParseError::VersionNotSupported => a(505, true),
             },
-            ProxyError::BadBody(_) => a(400, "Bad Request", true),
-            ProxyError::BodyTooLarge => a(413, "Content Too Large", true),
-            ProxyError::HeadTimeout => a(408, "Request Timeout", true),
-            ProxyError::ClientBodyTimeout => a(408, "Request Timeout", true),
-            ProxyError::NoRoute => a(404, "Not Found", false),
-            ProxyError::BadPath => a(400, "Bad Request", false),
-            ProxyError::MethodNotAllowed(_) => a(405, "Method Not Allowed", false),
+            ProxyError::BadBody(_) => a(400, true),
+            ProxyError::BodyTooLarge => a(413, true),
+            ProxyError::HeadTimeout => a(408, true),
+            ProxyError::ClientBodyTimeout => a(408, true),
+            ProxyError::NoRoute => a(404, false),
+            ProxyError::BadPath => a(400, false),
+            ProxyError::MethodNotAllowed(_) => a(405, false),
             ProxyError::ClientIo(_) => None,
-            ProxyError::UpstreamConnect(_) => a(502, "Bad Gateway", false),
-            ProxyError::UpstreamTimeout => a(504, "Gateway Timeout", false),
-            ProxyError::UpstreamResponse(_) | ProxyError::UpstreamBody(_) => a(502, "Bad Gateway", false),
-            ProxyError::UpstreamIo(_) | ProxyError::UpstreamClosed => a(502, "Bad Gateway", false),
-            ProxyError::NoTarget => a(503, "Service Unavailable", false),
+            ProxyError::UpstreamConnect(_) => a(502, false),
+            ProxyError::UpstreamTimeout => a(504, false),
+            ProxyError::UpstreamResponse(_) | ProxyError::UpstreamBody(_) => a(502, false),
+            ProxyError::UpstreamIo(_) | ProxyError::UpstreamClosed => a(502, false),
+            ProxyError::NoTarget => a(503, false),
             ProxyError::AfterResponseStarted(_) => None,
         }
     }

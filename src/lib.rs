@@ -14,6 +14,7 @@ pub mod config;
 pub mod core;
 pub mod demo;
 pub mod error;
+pub mod hash;
 pub mod http;
 pub mod net;
 pub mod pipeline;

@@ -131,7 +131,6 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source,
         Config { routes: std::mem::take(&mut cfg.routes), router: std::mem::take(&mut cfg.router), ..cfg.clone() };
     let shared = Arc::new(ArcSwap::from_pointee(Snapshot::build(table, demo, 1)));
     let reloader = Reloader::new(shared.clone(), reload_source, &cfg, demo);
-    reloader.start_reaper().map_err(|e| format!("cannot start the snapshot reaper: {e}"))?;
 
     // A takeover receives the running process's sockets first.
     let mut taken = match (takeover, &cfg.upgrade_socket) {
@@ -160,8 +159,8 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source,
         let tls = match &l.tls {
             None => None,
             Some(t) => {
-                let set = tls::load(t).map_err(|e| format!("listener {}: {e}", l.addr))?;
-                let store: tls::CertStore = Arc::new(ArcSwap::from_pointee(set));
+                // The certificates validation loaded and checked.
+                let store: tls::CertStore = Arc::new(ArcSwap::new(t.loaded.clone()));
                 let sc = tls::server_config(t, store.clone()).map_err(|e| format!("listener {}: {e}", l.addr))?;
                 reloader.add_cert_store(index, store);
                 Some(TlsOpts { acceptor: sc.into(), handshake_timeout: t.handshake_timeout })
@@ -170,7 +169,10 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source,
         let proxy = Arc::new(ListenerOpts { proxy: l.proxy.clone(), tls });
         for (j, s) in socks.into_iter().enumerate() {
             if cfg.upgrade_socket.is_some() {
-                handover.push((addr, upgrade::dup(&s).map_err(|e| format!("{addr}: {e}"))?));
+                handover.push((
+                    addr,
+                    std::os::fd::AsFd::as_fd(&s).try_clone_to_owned().map_err(|e| format!("{addr}: {e}"))?,
+                ));
             }
             per_worker[j % cfg.workers].push((s, proxy.clone()));
         }
@@ -194,17 +196,18 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source,
             };
             let bound = sock.local_addr().map_err(|e| format!("admin listener: {e}"))?;
             if cfg.upgrade_socket.is_some() {
-                admin_handover = Some((bound, upgrade::dup(&sock).map_err(|e| format!("admin listener: {e}"))?));
+                admin_handover = Some((
+                    bound,
+                    std::os::fd::AsFd::as_fd(&sock).try_clone_to_owned().map_err(|e| format!("admin listener: {e}"))?,
+                ));
             }
             Some(admin::start_on(sock, reloader.clone()).map_err(|e| format!("admin listener {a}: {e}"))?)
         }
         None => None,
     };
-    reload::watch_certs(reloader.clone()).map_err(|e| format!("cannot start the certificate watch: {e}"))?;
-    if cfg.reload.watch {
-        reload::watch(reloader.clone(), cfg.reload.debounce)
-            .map_err(|e| format!("cannot start the config watch: {e}"))?;
-    }
+    let watch_config = cfg.reload.watch.then_some(cfg.reload.debounce);
+    reload::start_control(reloader.clone(), watch_config)
+        .map_err(|e| format!("cannot start the control thread: {e}"))?;
     ringgate::core::set_drain_grace(cfg.grace_period);
     ringgate::core::EXPECTED_WORKERS.store(cfg.workers, std::sync::atomic::Ordering::SeqCst);
     install_signals(reloader)?;

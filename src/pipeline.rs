@@ -102,13 +102,15 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
     c.requests += 1;
     let framing = s.req.framing();
     c.body_pending = framing != BodyFraming::None;
+    // With request ids off, none is made here (an error answer makes one if it needs it).
     let generated_id = match &s.req.request_id {
-        Some(r) if snap.forwarding.request_id => {
+        _ if !snap.forwarding.request_id => false,
+        Some(r) => {
             c.rid.clear();
             c.rid.extend_from_slice(&head[r.clone()]);
             false
         }
-        _ => {
+        None => {
             w.next_request_id(&mut c.rid);
             true
         }
@@ -319,8 +321,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
     // Back to the pool only after an exact, complete exchange, and only while the target is
     // still configured (a reload may have removed it while this request ran).
     let clean = s.resp.keep_alive && up.buf.is_empty() && rbody.as_ref().is_none_or(BodyReader::is_done);
-    let latest = w.snapshot.get();
-    if clean && (std::ptr::eq(&**latest, snap) || latest.targets.contains(&up.addr)) {
+    if clean && w.snapshot.still_a_target(snap, up.addr) {
         w.pool.put(up, group.max_idle_per_target, Instant::now());
     }
     if c.rbuf.capacity() > 64 * 1024 && c.rbuf.is_empty() {

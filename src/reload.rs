@@ -51,13 +51,19 @@ pub struct Reloader {
     /// Replaced snapshots, kept until no worker holds them so that they are freed here, on a
     /// control thread: freeing a 10,000-route table takes milliseconds a worker must not spend.
     retired: Mutex<Vec<Arc<Snapshot>>>,
-    /// Each TLS listener's certificates (by position in the config's listener list, which is
-    /// fixed at start), reloaded with the config and when their files change.
-    certs: Mutex<Vec<(usize, crate::tls::CertStore)>>,
-    /// The certificate and key files loaded last, with their state when read, for the file watch.
-    cert_paths: Mutex<(Vec<PathBuf>, Vec<Option<Stamp>>)>,
-    /// The running config's TLS settings per listener position (what the watch reloads).
-    tls: Mutex<Vec<Option<crate::tls::TlsCfg>>>,
+    /// The TLS listeners' certificates, installed with each config and when their files change.
+    certs: Mutex<Certs>,
+}
+
+/// TLS certificate state, under one lock.
+struct Certs {
+    /// Each TLS listener's store, by position in the config's listener list (fixed at start).
+    stores: Vec<(usize, crate::tls::CertStore)>,
+    /// The running config's TLS settings per listener position (what the file watch reloads).
+    running: Vec<Option<crate::tls::TlsCfg>>,
+    /// The running certificate and key files, with their state when last read: the watch acts
+    /// when they differ (and a failed reload counts as read, so it is not retried in a loop).
+    seen: (Vec<PathBuf>, Vec<Option<Stamp>>),
 }
 
 impl Reloader {
@@ -78,81 +84,80 @@ impl Reloader {
             },
             state: Mutex::new(demo),
             retired: Mutex::new(Vec::new()),
-            certs: Mutex::new(Vec::new()),
-            cert_paths: Mutex::new(stamped(tls_files(started))),
-            tls: Mutex::new(started.listeners.iter().map(|l| l.tls.clone()).collect()),
+            certs: Mutex::new(Certs {
+                stores: Vec::new(),
+                running: started.listeners.iter().map(|l| l.tls.clone()).collect(),
+                seen: stamped(tls_files(started.listeners.iter().map(|l| l.tls.as_ref()))),
+            }),
         })
     }
 
     /// Register listener `index`'s certificate store (its position in the config's listeners).
     pub fn add_cert_store(&self, index: usize, store: crate::tls::CertStore) {
-        self.certs.lock().unwrap_or_else(|e| e.into_inner()).push((index, store));
+        self.certs.lock().unwrap_or_else(|e| e.into_inner()).stores.push((index, store));
     }
 
-    /// The TLS settings per listener position in `cfg`, for listeners still at the address they
-    /// started on (listeners are fixed at start: a moved one keeps its running certificates).
-    fn tls_of(&self, cfg: &Config) -> Vec<Option<crate::tls::TlsCfg>> {
-        self.fixed
+    /// Install the certificates a validated config loaded, for listeners still at the address
+    /// they started on (listeners are fixed at start: a moved one keeps its running certificates).
+    /// New handshakes get them; established connections keep theirs.
+    fn install_certs(&self, cfg: &Config) {
+        let running: Vec<Option<crate::tls::TlsCfg>> = self
+            .fixed
             .listeners
             .iter()
             .enumerate()
             .map(|(i, addr)| cfg.listeners.get(i).filter(|l| l.addr == *addr).and_then(|l| l.tls.clone()))
-            .collect()
+            .collect();
+        let mut certs = self.certs.lock().unwrap_or_else(|e| e.into_inner());
+        for (index, store) in &certs.stores {
+            match running.get(*index).and_then(|t| t.as_ref()) {
+                Some(t) => store.store(t.loaded.clone()),
+                None => tracing::warn!(
+                    "listener {index} changed address or lost its tls table: its certificates stay as they are"
+                ),
+            }
+        }
+        certs.seen = stamped(tls_files(running.iter().map(Option::as_ref)));
+        certs.running = running;
     }
 
-    /// Load the certificates `tls` names per listener position; all or none are swapped in. New
-    /// handshakes get the new certificates; established connections keep theirs.
-    fn reload_certs(&self, tls: &[Option<crate::tls::TlsCfg>]) -> Result<usize, ConfigError> {
-        let stores = self.certs.lock().unwrap_or_else(|e| e.into_inner());
+    /// Reload the running config's certificates from their files (they changed); all or none
+    /// are swapped in, and a failure keeps the old ones.
+    pub fn reload_certs_now(&self, trigger: &str) {
+        let _one_at_a_time = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut certs = self.certs.lock().unwrap_or_else(|e| e.into_inner());
         // Stamped before reading: a change during the load is seen by the watch afterwards.
-        let files = stamped(
-            tls.iter().flatten().flat_map(|t| t.certs.iter().flat_map(|p| [p.cert.clone(), p.key.clone()])).collect(),
-        );
+        certs.seen = stamped(tls_files(certs.running.iter().map(Option::as_ref)));
         let mut fresh = Vec::new();
-        for (index, store) in stores.iter() {
-            let Some(t) = tls.get(*index).and_then(|t| t.as_ref()) else {
-                tracing::warn!(
-                    "listener {index} changed address or lost its tls table: its certificates stay as they are"
-                );
-                continue;
-            };
-            match crate::tls::load(t) {
-                Ok(set) => fresh.push((store, set)),
+        for (index, _) in &certs.stores {
+            let Some(t) = certs.running.get(*index).and_then(|t| t.as_ref()) else { continue };
+            match crate::tls::load(&t.certs) {
+                Ok(set) => fresh.push((*index, Arc::new(set))),
                 Err(e) => {
-                    // Seen as loaded: the watch retries when the files change again, not in a loop.
-                    *self.cert_paths.lock().unwrap_or_else(|e| e.into_inner()) = files;
-                    return Err(ConfigError {
-                        file: self.source_name(),
-                        issues: vec![Issue { line: None, key: format!("listeners[{index}].tls"), message: e }],
-                    });
+                    tracing::error!(
+                        trigger,
+                        "TLS certificate reload failed, the old ones stay: listeners[{index}].tls: {e}"
+                    );
+                    return;
                 }
             }
         }
-        let n = fresh.len();
-        for (store, set) in fresh {
+        let Certs { stores, running, .. } = &mut *certs;
+        for (index, set) in fresh {
             tracing::info!(certificates = %set.summary.join("; "), "TLS certificates loaded");
-            store.store(Arc::new(set));
-        }
-        *self.cert_paths.lock().unwrap_or_else(|e| e.into_inner()) = files;
-        *self.tls.lock().unwrap_or_else(|e| e.into_inner()) = tls.to_vec();
-        Ok(n)
-    }
-
-    /// Reload only the certificates of the running config (their files changed).
-    pub fn reload_certs_now(&self, trigger: &str) {
-        let _one_at_a_time = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let running = self.tls.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        match self.reload_certs(&running) {
-            Ok(n) => tracing::info!(trigger, listeners = n, "TLS certificates reloaded"),
-            Err(e) => {
-                tracing::error!(trigger, "TLS certificate reload failed, the old ones stay:\n{}", e.render().trim_end())
+            if let Some((_, store)) = stores.iter().find(|(i, _)| *i == index) {
+                store.store(set.clone());
+            }
+            if let Some(Some(t)) = running.get_mut(index) {
+                t.loaded = set;
             }
         }
+        tracing::info!(trigger, "TLS certificates reloaded");
     }
 
-    /// The certificate and key files of the last load, and their state then.
+    /// The running certificate and key files, and their state when last read.
     pub fn cert_files(&self) -> (Vec<PathBuf>, Vec<Option<Stamp>>) {
-        self.cert_paths.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.certs.lock().unwrap_or_else(|e| e.into_inner()).seen.clone()
     }
 
     /// Free retired snapshots nobody else holds any more (call periodically, off the workers).
@@ -162,15 +167,6 @@ impl Reloader {
     }
 
     /// Start the thread that reaps retired snapshots every 200 ms.
-    pub fn start_reaper(self: &Arc<Self>) -> std::io::Result<()> {
-        let r = Arc::clone(self);
-        std::thread::Builder::new().name("ringgate-reaper".into()).spawn(move || loop {
-            std::thread::sleep(Duration::from_millis(200));
-            r.reap();
-        })?;
-        Ok(())
-    }
-
     pub fn source(&self) -> &Source {
         &self.source
     }
@@ -215,10 +211,7 @@ impl Reloader {
             }
         }
         self.warn_fixed(&cfg);
-        if let Err(e) = self.reload_certs(&self.tls_of(&cfg)) {
-            tracing::error!(trigger, "reload failed, the running config stays:\n{}", e.render().trim_end());
-            return Err(e);
-        }
+        self.install_certs(&cfg);
         let old = self.shared.load_full();
         let generation = old.generation + 1;
         let new = Snapshot::build(cfg, *demo, generation);
@@ -331,13 +324,9 @@ fn stamped(files: Vec<PathBuf>) -> (Vec<PathBuf>, Vec<Option<Stamp>>) {
     (files, stamps)
 }
 
-/// Every certificate and key file of a config's TLS listeners.
-fn tls_files(cfg: &Config) -> Vec<PathBuf> {
-    cfg.listeners
-        .iter()
-        .filter_map(|l| l.tls.as_ref())
-        .flat_map(|t| t.certs.iter().flat_map(|p| [p.cert.clone(), p.key.clone()]))
-        .collect()
+/// Every certificate and key file of some TLS listeners.
+fn tls_files<'a>(tls: impl Iterator<Item = Option<&'a crate::tls::TlsCfg>>) -> Vec<PathBuf> {
+    tls.flatten().flat_map(|t| t.certs.iter().flat_map(|p| [p.cert.clone(), p.key.clone()])).collect()
 }
 
 fn upstream_name<'a>(s: &'a Snapshot, r: &crate::route::Route) -> Option<&'a str> {
@@ -357,68 +346,70 @@ fn stamp(p: &std::path::Path) -> Option<Stamp> {
     Some((m.modified().ok()?, m.len(), m.ino()))
 }
 
-/// Poll the config file; reload once a change has stayed unchanged for `debounce`, so a file
-/// being written is not read mid-write (writing a temp file and renaming it is safest).
-pub fn watch(r: Arc<Reloader>, debounce: Duration) -> std::io::Result<()> {
-    let Source::File(path) = r.source().clone() else { return Ok(()) };
-    let poll = (debounce / 4).clamp(Duration::from_millis(20), Duration::from_millis(500));
-    std::thread::Builder::new().name("ringgate-watch".into()).spawn(move || {
-        let mut loaded = stamp(&path);
-        let mut pending: Option<((SystemTime, u64, u64), Instant)> = None;
-        loop {
-            std::thread::sleep(poll);
-            if crate::core::shutting_down() {
-                return;
-            }
-            let now = stamp(&path);
-            if now == loaded {
-                pending = None;
-                continue;
-            }
-            let Some(cur) = now else { continue }; // missing (mid-rename): wait
-            match pending {
-                Some((p, since)) if p == cur => {
-                    if since.elapsed() >= debounce {
-                        let _ = r.reload("watch");
-                        loaded = Some(cur);
-                        pending = None;
-                    }
-                }
-                _ => pending = Some((cur, Instant::now())),
-            }
-        }
-    })?;
-    Ok(())
+/// A change acts once it has stood still: `ready` is true when the same new state has been seen
+/// for `settle` (a file caught mid-write keeps changing and is not acted on).
+struct Settle<T> {
+    pending: Option<(T, Instant)>,
 }
 
-/// Poll the TLS certificate and key files every second; when one changed and then stood still for
-/// a second, reload the certificates (not the rest of the config).
-pub fn watch_certs(r: Arc<Reloader>) -> std::io::Result<()> {
-    if r.certs.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
-        return Ok(());
+impl<T: PartialEq> Settle<T> {
+    fn new() -> Self {
+        Settle { pending: None }
     }
-    std::thread::Builder::new().name("ringgate-certwatch".into()).spawn(move || {
-        let mut pending: Option<(Vec<Option<Stamp>>, Instant)> = None;
-        loop {
-            std::thread::sleep(Duration::from_millis(250));
-            if crate::core::shutting_down() {
-                return;
+
+    fn ready(&mut self, now: T, settle: Duration) -> bool {
+        match &self.pending {
+            Some((p, since)) if *p == now => {
+                let ok = since.elapsed() >= settle;
+                if ok {
+                    self.pending = None;
+                }
+                ok
             }
-            // The files of the last load and their state then (a config reload may name others).
-            let (files, loaded) = r.cert_files();
-            let now: Vec<Option<Stamp>> = files.iter().map(|f| stamp(f)).collect();
-            if now == loaded {
-                pending = None;
+            _ => {
+                self.pending = Some((now, Instant::now()));
+                false
+            }
+        }
+    }
+}
+
+/// How often the control thread looks at files and retired snapshots.
+const CONTROL_TICK: Duration = Duration::from_millis(100);
+
+/// One control thread, off the workers: frees retired snapshots, and polls the config file (when
+/// `watch_config` gives its debounce) and the TLS certificate files, reloading what changed and
+/// then stood still (the config for its debounce, certificates for a second). Writing a temporary
+/// file and renaming it is the safe way to change either.
+pub fn start_control(r: Arc<Reloader>, watch_config: Option<Duration>) -> std::io::Result<()> {
+    let config_path = match (r.source(), watch_config) {
+        (Source::File(p), Some(_)) => Some(p.clone()),
+        _ => None,
+    };
+    std::thread::Builder::new().name("ringgate-control".into()).spawn(move || {
+        let mut config_seen = config_path.as_deref().and_then(stamp);
+        let mut config_settle = Settle::new();
+        let mut certs_settle = Settle::new();
+        loop {
+            std::thread::sleep(CONTROL_TICK);
+            r.reap();
+            if crate::core::shutting_down() {
                 continue;
             }
-            match &pending {
-                Some((p, since)) if *p == now => {
-                    if since.elapsed() >= Duration::from_secs(1) {
-                        r.reload_certs_now("certificate files changed");
-                        pending = None;
+            if let (Some(path), Some(debounce)) = (&config_path, watch_config) {
+                // Missing (mid-rename): wait for it.
+                if let Some(now) = stamp(path).filter(|now| Some(*now) != config_seen) {
+                    if config_settle.ready(now, debounce) {
+                        let _ = r.reload("watch");
+                        config_seen = Some(now);
                     }
                 }
-                _ => pending = Some((now, Instant::now())),
+            }
+            // The running certificate files and their state when last read (a reload may name others).
+            let (files, seen) = r.cert_files();
+            let now: Vec<Option<Stamp>> = files.iter().map(|f| stamp(f)).collect();
+            if now != seen && certs_settle.ready(now, Duration::from_secs(1)) {
+                r.reload_certs_now("certificate files changed");
             }
         }
     })?;

@@ -92,10 +92,10 @@ impl Template {
         if !matches!(self.parts.first(), Some(Part::Lit(l)) if l.starts_with(b"//")) {
             let slashes = out[start..].iter().take_while(|&&b| b == b'/').count();
             if slashes > 1 {
-                let rest = out.split_off(start + slashes);
-                out.truncate(start);
-                out.put_u8(b'/');
-                out.unsplit(rest);
+                // Keep the last slash and what follows, in place.
+                let end = out.len();
+                out.copy_within(start + slashes - 1..end, start);
+                out.truncate(end - (slashes - 1));
             }
         }
     }
@@ -218,37 +218,6 @@ pub struct Route {
     pub action: Action,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
-}
-
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        410 => "Gone",
-        413 => "Content Too Large",
-        418 => "I'm a teapot",
-        422 => "Unprocessable Content",
-        431 => "Request Header Fields Too Large",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "",
-    }
 }
 
 /// Whether a status's response carries no body (RFC 9110 §15.3.5, §15.4.5).

@@ -6,7 +6,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::ProxyError;
 use crate::http::parse::RequestHead;
-use crate::route::{reason, Action, Route, Vars};
+use crate::http::reason;
+use crate::route::{Action, Route, Vars};
 use crate::router::normalize::normalize;
 use crate::router::{strip_port, Facts, Lookup, Params};
 use crate::shared::Snapshot;
@@ -109,25 +110,21 @@ pub fn route<'s>(
         }
         Action::Respond(r) => routed.direct = Some((r.head.clone(), r.body.clone())),
         Action::Health => {
-            let (status, body) = crate::admin::readiness();
+            let (status, body) = crate::core::readiness();
             extra.put_slice(if status == 200 {
                 b"HTTP/1.1 200 OK\r\n"
             } else {
                 b"HTTP/1.1 503 Service Unavailable\r\n"
             });
             extra.put_slice(b"Content-Type: text/plain\r\nCache-Control: no-store\r\nContent-Length: ");
-            extra.put_slice(body.len().to_string().as_bytes());
+            put_decimal(extra, body.len());
             extra.put_slice(b"\r\n");
             extra.put_slice(&route.response_headers.lines);
             routed.direct = Some((extra.split().freeze(), Bytes::from_static(body.as_bytes())));
         }
         Action::Redirect(r) => {
             extra.put_slice(b"HTTP/1.1 ");
-            extra.put_slice(&[
-                b'0' + (r.status / 100) as u8,
-                b'0' + (r.status / 10 % 10) as u8,
-                b'0' + (r.status % 10) as u8,
-            ]);
+            put_decimal(extra, usize::from(r.status));
             extra.put_u8(b' ');
             extra.put_slice(reason(r.status).as_bytes());
             extra.put_slice(b"\r\n");
@@ -149,4 +146,20 @@ pub fn route<'s>(
         }
     }
     Ok(routed)
+}
+
+/// Write `n` in decimal (no allocation on the request path).
+fn put_decimal(out: &mut BytesMut, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&digits[i..]);
 }

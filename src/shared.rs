@@ -4,7 +4,6 @@
 //! A request loads the snapshot once (through a per-worker cache, see `core::LocalSnapshot`) and
 //! keeps it to the end, so it never sees half of two configs. `reload` builds and swaps them.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,8 +37,9 @@ pub struct Snapshot {
     pub upstreams: Vec<UpstreamGroup>,
     pub routes: Vec<Route>,
     pub router: Router,
-    /// Every target address, for dropping pooled connections to removed ones.
-    pub targets: HashSet<SocketAddr>,
+    /// Every target address with its group's pool idle timeout (pooled connections to an address
+    /// not here are closed).
+    pub targets: crate::hash::FxHashMap<SocketAddr, Duration>,
 }
 
 impl Snapshot {
@@ -65,7 +65,7 @@ impl Snapshot {
                 idle_timeout: u.idle_timeout,
             })
             .collect();
-        let targets = upstreams.iter().flat_map(|g| g.targets.iter().map(|t| t.addr)).collect();
+        let targets = upstreams.iter().flat_map(|g| g.targets.iter().map(|t| (t.addr, g.idle_timeout))).collect();
         Snapshot {
             generation,
             limits: cfg.limits,
@@ -77,11 +77,8 @@ impl Snapshot {
         }
     }
 
+    /// Whether `ip` (IPv4-mapped addresses already unmapped, see `http::conn`) is a trusted proxy.
     pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
-        let ip = match ip {
-            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
         self.forwarding.trusted_proxies.iter().any(|n: &IpNet| n.contains(&ip))
     }
 }

@@ -33,12 +33,15 @@ pub enum MinVersion {
 }
 
 /// A listener's TLS settings (fixed at start, except the certificate files' contents).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct TlsCfg {
     /// The first is the default, for clients without SNI or with an unknown name.
     pub certs: Vec<CertPaths>,
     pub min_version: MinVersion,
     pub handshake_timeout: Duration,
+    /// The certificates as loaded and checked when the config was validated: what is installed,
+    /// so what goes live is exactly what was checked (and keys are parsed once).
+    pub loaded: Arc<CertSet>,
 }
 
 /// The certificates of one listener, by name.
@@ -110,13 +113,13 @@ fn load_pair(p: &CertPaths, now: SystemTime) -> Result<(Arc<CertifiedKey>, Vec<S
 }
 
 /// Load every certificate of a listener; the first error refuses the whole set.
-pub fn load(cfg: &TlsCfg) -> Result<CertSet, String> {
+pub fn load(certs: &[CertPaths]) -> Result<CertSet, String> {
     let now = SystemTime::now();
     let mut exact = HashMap::new();
     let mut wildcard = HashMap::new();
     let mut default = None;
     let mut summary = Vec::new();
-    for p in &cfg.certs {
+    for p in certs {
         let (ck, names, expiry) = load_pair(p, now)?;
         summary.push(format!("{} ({}; expires {expiry})", p.cert.display(), names.join(", ")));
         for n in names {
@@ -195,45 +198,35 @@ mod tests {
         let d = dir();
         let a = write_pair(&d, "a", &["a.test"], 1);
         let w = write_pair(&d, "w", &["*.w.test", "w.test"], 1);
-        let cfg =
-            TlsCfg { certs: vec![a, w], min_version: MinVersion::Tls12, handshake_timeout: Duration::from_secs(1) };
-        let set = load(&cfg).expect("valid");
+        let set = load(&[a, w]).expect("valid");
         assert!(Arc::ptr_eq(&set.pick(Some("a.test")), &set.default));
         let wild = set.pick(Some("x.w.test"));
         assert!(!Arc::ptr_eq(&wild, &set.default));
         assert!(Arc::ptr_eq(&set.pick(Some("W.TEST")), &wild));
         assert!(Arc::ptr_eq(&set.pick(Some("y.x.w.test")), &set.default), "a wildcard covers one label");
         assert!(Arc::ptr_eq(&set.pick(None), &set.default));
-        assert!(server_config(&cfg, Arc::new(ArcSwap::from_pointee(set))).is_ok());
+        let set = Arc::new(set);
+        let cfg = TlsCfg {
+            certs: vec![],
+            min_version: MinVersion::Tls12,
+            handshake_timeout: Duration::from_secs(1),
+            loaded: set.clone(),
+        };
+        assert!(server_config(&cfg, Arc::new(ArcSwap::new(set))).is_ok());
     }
 
     #[test]
     fn bad_certificates_are_refused_with_the_file() {
         let d = dir();
         let expired = write_pair(&d, "old", &["old.test"], -1);
-        let e = load(&TlsCfg {
-            certs: vec![expired.clone()],
-            min_version: MinVersion::Tls12,
-            handshake_timeout: Duration::from_secs(1),
-        })
-        .expect_err("expired");
+        let e = load(std::slice::from_ref(&expired)).expect_err("expired");
         assert!(e.contains("old.crt") && e.contains("expired"), "{e}");
         let other = write_pair(&d, "other", &["o.test"], 1);
         let mismatched = CertPaths { cert: other.cert.clone(), key: expired.key.clone() };
-        let e = load(&TlsCfg {
-            certs: vec![mismatched],
-            min_version: MinVersion::Tls12,
-            handshake_timeout: Duration::from_secs(1),
-        })
-        .expect_err("mismatch");
+        let e = load(&[mismatched]).expect_err("mismatch");
         assert!(e.contains("does not match"), "{e}");
         std::fs::write(d.join("junk.crt"), "not pem").expect("write");
         let junk = CertPaths { cert: d.join("junk.crt"), key: other.key };
-        assert!(load(&TlsCfg {
-            certs: vec![junk],
-            min_version: MinVersion::Tls12,
-            handshake_timeout: Duration::from_secs(1)
-        })
-        .is_err());
+        assert!(load(&[junk]).is_err());
     }
 }

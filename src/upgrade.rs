@@ -88,9 +88,7 @@ impl Prepared {
             // Once this process stops accepting on its own, the duplicates must go: they would
             // keep the listening sockets open, so new clients would queue instead of being refused.
             while !crate::core::shutting_down() {
-                let mut pfd = libc::pollfd { fd: l.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-                // SAFETY: one valid pollfd for a descriptor this thread owns.
-                if unsafe { libc::poll(&mut pfd, 1, 50) } <= 0 {
+                if !crate::net::listener::wait_acceptable(&l, 50) {
                     continue;
                 }
                 let Ok((conn, _)) = l.accept() else { continue };
@@ -191,11 +189,6 @@ impl Taken {
         }
         Ok(())
     }
-}
-
-/// Duplicate a socket for the handover list (the original goes to a worker).
-pub fn dup(fd: &impl std::os::fd::AsFd) -> std::io::Result<OwnedFd> {
-    fd.as_fd().try_clone_to_owned()
 }
 
 /// Tell a supervisor speaking the systemd notify protocol (`$NOTIFY_SOCKET`) about this process:

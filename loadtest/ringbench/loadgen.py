@@ -169,15 +169,13 @@ def tls_handshakes(host: str, port: int, duration_s: float, resume: bool) -> dic
     Connection: close; with resume=True every connection offers the previous session (TLS 1.2
     session id / ticket, TLS 1.3 ticket). Returns how many completed and how many resumed."""
     import socket
-    import ssl
     import time as _t
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    from .procs import client_tls
+    ctx = client_tls()
     session = None
     done = resumed = errors = 0
     end = _t.monotonic() + duration_s
-    req = f"GET / HTTP/1.1\r\nHost: bench.test\r\nConnection: close\r\n\r\n".encode()
+    req = b"GET / HTTP/1.1\r\nHost: bench.test\r\nConnection: close\r\n\r\n"
     while _t.monotonic() < end:
         try:
             raw = socket.create_connection((host, port), timeout=2.0)

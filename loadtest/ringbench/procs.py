@@ -162,7 +162,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _client_tls():
+def client_tls():
     import ssl
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
@@ -174,7 +174,7 @@ def http_get(host: str, port: int, path: str = "/", timeout: float = 2.0,
              tls: bool = False) -> tuple[int, bytes]:
     """One HTTP/1.1 GET with Connection: close; returns (status, body). Minimal, for health checks."""
     raw = socket.create_connection((host, port), timeout=timeout)
-    with (_client_tls().wrap_socket(raw, server_hostname="bench.test") if tls else raw) as s:
+    with (client_tls().wrap_socket(raw, server_hostname="bench.test") if tls else raw) as s:
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
         buf = b""
         while True:

@@ -12,6 +12,20 @@ def _ms(s, signed=False):
     return fmt_summary(s, digits=3, signed=signed)
 
 
+def _table(header: list, rows: list) -> list:
+    """A Markdown table and the blank line after it."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _per_rate_table(targets, rates, by_rate: dict, columns: tuple, cells) -> list:
+    """One row per target, two columns per rate (`columns` are formats of `{r}`)."""
+    header = ["target"] + [c.format(r=r) for r in rates for c in columns]
+    rows = [[t] + [x for r in rates for x in cells(by_rate.get(r, {}).get(t, {}))] for t in targets]
+    return _table(header, rows)
+
+
 def markdown(result: dict) -> str:
     meta = result.get("meta", {})
     opts = result.get("options", {})
@@ -60,40 +74,41 @@ def markdown(result: dict) -> str:
         L.append(f"## Latency at fixed rates (oha -q RATE --latency-correction -c {opts.get('oha_connections')} "
                  f"-z {dur_txt}), ms")
         L.append("")
-        head = "| target |" + "".join(f" p50 @{r}/s | p99 @{r}/s |" for r in rates)
-        L.append(head)
-        L.append("|---|" + "---|---|" * len(rates))
-        for t in targets:
-            row = f"| {t} |"
-            for r in rates:
-                s = lat.get(r, {}).get(t, {})
-                row += f" {_ms(s.get('p50_ms'))} | {_ms(s.get('p99_ms'))} |"
-            L.append(row)
-        L.append("")
-        L.append("| target |" + "".join(f" achieved @{r}/s | proxy CPU µs/req @{r}/s |" for r in rates))
-        L.append("|---|" + "---|---|" * len(rates))
-        for t in targets:
-            row = f"| {t} |"
-            for r in rates:
-                s = lat.get(r, {}).get(t, {})
-                row += f" {fmt_summary(s.get('achieved_rps'))} | {fmt_summary(s.get('proxy_cpu_us_per_req'), 1)} |"
-            L.append(row)
-        L.append("")
+        L += _per_rate_table(targets, rates, lat, ("p50 @{r}/s", "p99 @{r}/s"),
+                             lambda s: (_ms(s.get("p50_ms")), _ms(s.get("p99_ms"))))
+        L += _per_rate_table(targets, rates, lat, ("achieved @{r}/s", "proxy CPU µs/req @{r}/s"),
+                             lambda s: (fmt_summary(s.get("achieved_rps")),
+                                        fmt_summary(s.get("proxy_cpu_us_per_req"), 1)))
 
     added = summ.get("added", {})
     proxies = [t for t in targets if t != "direct"]
     if added and proxies and "direct" in targets:
         L.append("## Gateway-added latency (proxy − direct, paired per round), ms")
         L.append("")
-        L.append("| target |" + "".join(f" +p50 @{r}/s | +p99 @{r}/s |" for r in rates))
-        L.append("|---|" + "---|---|" * len(rates))
-        for t in proxies:
-            row = f"| {t} |"
-            for r in rates:
-                s = added.get(r, {}).get(t, {})
-                row += f" {_ms(s.get('p50_ms'), True)} | {_ms(s.get('p99_ms'), True)} |"
-            L.append(row)
+        L += _per_rate_table(proxies, rates, added, ("+p50 @{r}/s", "+p99 @{r}/s"),
+                             lambda s: (_ms(s.get("p50_ms"), True), _ms(s.get("p99_ms"), True)))
+
+    hs = summ.get("handshake", {})
+    if hs:
+        L.append(f"## New connection per request (wrk -c{opts.get('wrk_connections')} -H 'Connection: close')")
         L.append("")
+        L.append("On TLS targets every request is a full handshake (wrk does not resume sessions).")
+        L.append("")
+        L += _table(["target", "connections/s", "proxy CPU µs per connection"],
+                    [[t, fmt_summary(hs.get(t, {}).get("rps")),
+                      fmt_summary(hs.get(t, {}).get("proxy_cpu_us_per_req"), 1)] for t in targets])
+    res = summ.get("resumption", {})
+    if res:
+        L.append("## TLS handshakes one after another (Python ssl client), full vs resumed")
+        L.append("")
+        rows = []
+        for t, r in res.items():
+            f, z = r.get("full", {}), r.get("resumed", {})
+            rows.append([t, fmt_summary(f.get("rps")), fmt_summary(f.get("proxy_cpu_us_per_req"), 1),
+                         fmt_summary(z.get("rps")), fmt_summary(z.get("proxy_cpu_us_per_req"), 1),
+                         fmt_summary(z.get("resumed"))])
+        L += _table(["target", "full: handshakes/s", "full: proxy CPU µs each", "resumed: handshakes/s",
+                     "resumed: proxy CPU µs each", "resumed count"], rows)
 
     mem = result.get("memory", {})
     if mem:
@@ -121,36 +136,11 @@ def markdown(result: dict) -> str:
     L.append("")
     if warnings:
         for w in warnings:
-            first, _, rest = w.partition("\n")
+            first = w.partition("\n")[0]
             L.append(f"- {first}")
     else:
         L.append("- none")
     L.append("")
-    hs = summ.get("handshake", {})
-    if hs:
-        L.append(f"## New connection per request (wrk -c{opts.get('wrk_connections')} -H 'Connection: close')")
-        L.append("")
-        L.append("On TLS targets every request is a full handshake (wrk does not resume sessions).")
-        L.append("")
-        L.append("| target | connections/s | proxy CPU µs per connection |")
-        L.append("|---|---|---|")
-        for t in targets:
-            h = hs.get(t, {})
-            L.append(f"| {t} | {fmt_summary(h.get('rps'))} | {fmt_summary(h.get('proxy_cpu_us_per_req'), 1)} |")
-        L.append("")
-    res = summ.get("resumption", {})
-    if res:
-        L.append("## TLS handshakes one after another (Python ssl client), full vs resumed")
-        L.append("")
-        L.append("| target | full: handshakes/s | full: proxy CPU µs each | resumed: handshakes/s | "
-                 "resumed: proxy CPU µs each | resumed count |")
-        L.append("|---|---|---|---|---|---|")
-        for t, r in res.items():
-            f, z = r.get("full", {}), r.get("resumed", {})
-            L.append(f"| {t} | {fmt_summary(f.get('rps'))} | {fmt_summary(f.get('proxy_cpu_us_per_req'), 1)} | "
-                     f"{fmt_summary(z.get('rps'))} | {fmt_summary(z.get('proxy_cpu_us_per_req'), 1)} | "
-                     f"{fmt_summary(z.get('resumed'))} |")
-        L.append("")
 
     return "\n".join(L)
 

@@ -425,12 +425,18 @@ fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
         },
     });
     let upgrade_socket = raw.upgrade.as_ref().and_then(|u| {
-        let p = u.socket.get_ref().trim();
-        if p.is_empty() || p.len() > 100 {
-            c.err(Some(u.socket.span()), "upgrade.socket", "a Unix socket path of 1 to 100 bytes");
+        let text = u.socket.get_ref().trim();
+        let p = c.path(text);
+        // sun_path holds 107 bytes; the socket is first bound as PATH.<pid> (up to 8 more).
+        if text.is_empty() || p.as_os_str().len() > 99 {
+            c.err(
+                Some(u.socket.span()),
+                "upgrade.socket",
+                format!("{} is not a Unix socket path of 1 to 99 bytes", p.display()),
+            );
             None
         } else {
-            Some(std::path::PathBuf::from(p))
+            Some(p)
         }
     });
     let reload = ReloadCfg {
@@ -501,12 +507,13 @@ fn tls_cfg(c: &mut Checker, t: &Spanned<file::RawTls>, i: usize) -> Option<crate
         .iter()
         .map(|p| CertPaths { cert: c.path(p.cert.get_ref()), key: c.path(p.key.get_ref()) })
         .collect();
-    let cfg = TlsCfg { certs, min_version, handshake_timeout };
-    if let Err(e) = crate::tls::load(&cfg) {
-        c.err(span, format!("{key}.certificates"), e);
-        return None;
+    match crate::tls::load(&certs) {
+        Ok(set) => Some(TlsCfg { certs, min_version, handshake_timeout, loaded: std::sync::Arc::new(set) }),
+        Err(e) => {
+            c.err(span, format!("{key}.certificates"), e);
+            None
+        }
     }
-    Some(cfg)
 }
 
 fn proxy_protocol(c: &mut Checker, l: &file::RawListener, i: usize) -> ProxyProtocol {

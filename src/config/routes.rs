@@ -10,32 +10,25 @@ use toml::Spanned;
 
 use super::file::{RawCond, RawHeaderOps, RawRoute};
 use super::{Checker, RouteTimeouts, UpstreamCfg};
-use crate::route::{reason, Action, HeaderOps, Redirect, Respond, Rewrite, Route, Template};
+use crate::http::parse::HeaderKind;
+use crate::http::reason;
+use crate::route::{Action, HeaderOps, Redirect, Respond, Rewrite, Route, Template};
 use crate::router::{self, Cond, CondKind, HostPattern, MethodSet, Pattern, RouteSpec, Router};
 
 /// Largest `respond` body.
 const MAX_RESPOND_BODY: usize = 64 * 1024;
 
-/// Fields no header rule may touch: framing and hop-by-hop (RFC 9110 §7.6.1, RFC 9112 §6).
-const FORBIDDEN: [&str; 9] = [
-    "connection",
-    "content-length",
-    "transfer-encoding",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "expect",
-];
-
-/// Text a rewrite may put in the request line: a path of visible ASCII, no query or fragment.
-fn rewrite_text(s: &str) -> bool {
-    s.starts_with('/') && s.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'?' | b'#' | b'\\'))
+/// Fields no header rule may touch: framing and hop-by-hop (RFC 9110 §7.6.1, RFC 9112 §6), as
+/// the parser classifies them.
+fn managed(name: &str) -> bool {
+    matches!(
+        crate::http::parse::classify(name.as_bytes()),
+        HeaderKind::HopByHop | HeaderKind::Upgrade | HeaderKind::ContentLength | HeaderKind::TransferEncoding
+    )
 }
 
 fn token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty() && s.bytes().all(crate::http::parse::is_tchar)
 }
 
 fn header_ops(c: &mut Checker, raw: &Option<Spanned<RawHeaderOps>>, key: &str, request: bool) -> HeaderOps {
@@ -49,7 +42,7 @@ fn header_ops(c: &mut Checker, raw: &Option<Spanned<RawHeaderOps>>, key: &str, r
         if !token(n) {
             c.err(span.clone(), key, format!("{n:?} is not a header name"));
             false
-        } else if FORBIDDEN.contains(&lower.as_str()) || (!request && lower == "date") {
+        } else if managed(n) || (!request && lower == "date") {
             c.err(
                 span.clone(),
                 key,
@@ -243,8 +236,10 @@ fn one_route(
                 if set != 1 {
                     c.err(span, k("rewrite"), "give exactly one of strip_prefix, replace_prefix, template");
                     Rewrite::None
-                } else if let Some(bad) =
-                    [&rw.strip_prefix, &rw.replace_prefix].into_iter().flatten().find(|p| !rewrite_text(p.get_ref()))
+                } else if let Some(bad) = [&rw.strip_prefix, &rw.replace_prefix]
+                    .into_iter()
+                    .flatten()
+                    .find(|p| router::path_text(p.get_ref()).is_err())
                 {
                     c.err(
                         Some(bad.span()),
@@ -434,8 +429,7 @@ pub(super) fn validate_routes(
     if !c.issues.is_empty() {
         return (routes, Router::default());
     }
-    let specs: Vec<RouteSpec> = routes.iter().map(|r| r.spec.clone()).collect();
-    match Router::build(&specs) {
+    match Router::build(routes.iter().map(|r| &r.spec)) {
         Ok(router) => (routes, router),
         Err(ties) => {
             for t in ties {

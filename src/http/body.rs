@@ -8,6 +8,8 @@
 
 use std::ops::Range;
 
+use super::hex_digit;
+
 /// Bytes allowed for one chunk-size line (size plus extensions).
 const MAX_CHUNK_LINE: usize = 4096;
 /// Bytes allowed for the whole trailer section.
@@ -125,7 +127,7 @@ impl ChunkedState {
             match self.state {
                 Chunk::Size { digits } => {
                     self.line_len += 1;
-                    if let Some(d) = hex(b) {
+                    if let Some(d) = hex_digit(b) {
                         if digits >= 16 {
                             return Err(BodyError::ChunkOverflow);
                         }
@@ -225,15 +227,6 @@ impl ChunkedState {
 
 fn is_field_byte(b: u8) -> bool {
     b > 0x20 && b != 0x7f
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

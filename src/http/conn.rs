@@ -20,7 +20,7 @@ use crate::core::{draining, shutting_down, CountGuard, Scratch, Worker};
 use crate::error::ProxyError;
 use crate::http::parse::parse_request;
 use crate::http::write::canned;
-use crate::net::io::{read_into, write_all, ReadOutcome};
+use crate::net::io::{read_into, write_all, write_all_on, ReadOutcome};
 use crate::net::listener::ListenerOpts;
 use crate::net::proxy_protocol::{self, HeaderError};
 use crate::net::stream::{ClientStream, Prefixed, TlsConn};
@@ -37,8 +37,9 @@ pub struct ClientConn {
     pub stream: ClientStream,
     pub client_ip: Vec<u8>,
     pub peer_ip: IpAddr,
-    /// Whether the peer is a trusted proxy, as of snapshot generation `.1` (a reload may change it).
-    pub trusted: (bool, u64),
+    /// (snapshot generation, whether the peer is a trusted proxy in it); None until first needed
+    /// and after the peer address changes (a reload may change the answer too).
+    pub trusted: Option<(u64, bool)>,
     pub rbuf: BytesMut,
     pub rid: Vec<u8>,
     pub requests: u64,
@@ -55,12 +56,20 @@ pub struct ClientConn {
 impl ClientConn {
     /// Whether the peer is in `forwarding.trusted_proxies` of this snapshot.
     pub fn trusted_peer(&mut self, snap: &Snapshot) -> bool {
-        if self.trusted.1 != snap.generation {
-            self.trusted = (snap.is_trusted(self.peer_ip), snap.generation);
+        match self.trusted {
+            Some((generation, t)) if generation == snap.generation => t,
+            _ => {
+                let t = snap.is_trusted(self.peer_ip);
+                self.trusted = Some((snap.generation, t));
+                t
+            }
         }
-        self.trusted.0
     }
 }
+
+/// The answer to plain HTTP sent to a TLS port (as nginx gives one).
+const PLAIN_HTTP_TO_TLS: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 54\r\nConnection: close\r\n\r\n400 Bad Request: plain HTTP was sent to an HTTPS port\n";
 
 /// Serve a connection until it closes. Panics are caught by the caller (runtime.rs).
 pub async fn serve(stream: TcpStream, peer: SocketAddr, opts: &ListenerOpts, w: Rc<Worker>) {
@@ -73,7 +82,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, opts: &ListenerOpts, w: 
         stream: ClientStream::Plain(stream),
         client_ip: ip.to_string().into_bytes(),
         peer_ip: ip,
-        trusted: (snap.is_trusted(ip), snap.generation),
+        trusted: None,
         rbuf: BytesMut::with_capacity(INITIAL_BUF),
         rid: Vec::new(),
         requests: 0,
@@ -94,20 +103,20 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, opts: &ListenerOpts, w: 
         let deadline = Instant::now() + tls.handshake_timeout;
         // The first byte tells a TLS record (0x16) from plain HTTP sent to the TLS port, which
         // gets a plain-text 400 (as nginx answers) instead of a TLS alert.
-        if c.rbuf.is_empty()
-            && !matches!(read_into(&mut c.stream, &mut c.rbuf, 512, tls.handshake_timeout).await, ReadOutcome::Data(_))
-        {
-            STATS.tls_handshake_timeouts.fetch_add(1, Ordering::Relaxed);
-            return;
+        if c.rbuf.is_empty() {
+            match read_into(&mut c.stream, &mut c.rbuf, 512, tls.handshake_timeout).await {
+                ReadOutcome::Data(_) => {}
+                ReadOutcome::TimedOut => {
+                    STATS.tls_handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                // Closed before a byte (a balancer's TCP check): no handshake was tried.
+                ReadOutcome::Eof | ReadOutcome::Err(_) => return,
+            }
         }
         if c.rbuf.first().is_some_and(|b| b.is_ascii_uppercase()) {
             STATS.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
-            let body = "400 Bad Request: plain HTTP was sent to an HTTPS port\n";
-            let answer = format!(
-                "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = write_all(&mut c.stream, Bytes::from(answer), Duration::from_secs(1)).await;
+            let _ = write_all(&mut c.stream, Bytes::from_static(PLAIN_HTTP_TO_TLS), Duration::from_secs(1)).await;
             return;
         }
         let ClientStream::Plain(tcp) = c.stream else { return };
@@ -115,7 +124,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, opts: &ListenerOpts, w: 
         let pre = std::mem::take(&mut c.rbuf);
         let io = Prefixed { inner: tcp, pre };
         let left = deadline.saturating_duration_since(Instant::now());
-        match monoio::time::timeout(left, tls.acceptor.accept(io)).await {
+        // Boxed: the handshake state is large and must not sit in every connection's future.
+        match monoio::time::timeout(left, Box::pin(tls.acceptor.accept(io))).await {
             Ok(Ok(s)) => {
                 STATS.tls_handshakes.fetch_add(1, Ordering::Relaxed);
                 c.stream = ClientStream::Tls(Box::new(TlsConn::new(s)));
@@ -227,7 +237,7 @@ async fn take_proxy_header(c: &mut ClientConn, proxy: &ProxyProtocol, deadline: 
                         let ip = unmapped(src.ip());
                         c.peer_ip = ip;
                         c.client_ip = ip.to_string().into_bytes();
-                        c.trusted.1 = u64::MAX; // re-evaluated for the new address
+                        c.trusted = None; // evaluated for the new address
                     }
                     return true;
                 }
@@ -342,25 +352,28 @@ async fn pump<R: CancelableAsyncReadRent, W: AsyncWriteRent>(
     last: Rc<std::cell::Cell<Instant>>,
 ) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
+    // One canceller and one timer for the tunnel's life (re-armed per wait), not one per message.
+    let mut canceller = Canceller::new();
+    let mut timer = std::pin::pin!(monoio::time::sleep(idle));
     loop {
         if buf.capacity() - buf.len() < 8 * 1024 {
             buf.reserve(8 * 1024);
         }
         let owned = std::mem::take(&mut buf);
         let (len, cap) = (owned.len(), owned.capacity());
-        let canceller = Canceller::new();
         let mut read = std::pin::pin!(r.cancelable_read(owned.slice_mut(len..cap), canceller.handle()));
         // Wake every `idle` to check whether either direction moved; only when neither did is the
         // read cancelled, and then awaited to completion so no received byte is ever dropped.
         let (res, slice) = loop {
+            timer.as_mut().reset(monoio::time::Instant::now() + idle);
             let done = monoio::select! {
                 out = &mut read => Some(out),
-                _ = monoio::time::sleep(idle) => None,
+                _ = timer.as_mut() => None,
             };
             match done {
                 Some(out) => break out,
                 None if last.get().elapsed() >= idle => {
-                    let _ = canceller.cancel();
+                    canceller = canceller.cancel();
                     // A plain read ends at once when cancelled; a TLS one cannot be: drop it.
                     match monoio::time::timeout(Duration::from_millis(100), &mut read).await {
                         Ok(out) => break out,
@@ -378,7 +391,7 @@ async fn pump<R: CancelableAsyncReadRent, W: AsyncWriteRent>(
             Ok(_) => {
                 last.set(Instant::now());
                 let chunk: Bytes = buf.split().freeze();
-                if write_all(wr, chunk, idle).await.is_err() {
+                if write_all_on(wr, chunk, timer.as_mut(), idle).await.is_err() {
                     // Timed out or failed mid-write: the write side may hold an abandoned
                     // operation, so no orderly shutdown on it (see above).
                     return;
@@ -391,6 +404,7 @@ async fn pump<R: CancelableAsyncReadRent, W: AsyncWriteRent>(
 
 #[cfg(test)]
 mod size_probe {
+    /// What an idle connection costs, kept in bounds.
     #[test]
     fn future_sizes() {
         fn size<F: std::future::Future>(_: &F) -> usize {
@@ -414,6 +428,10 @@ mod size_probe {
             let opts = crate::net::listener::ListenerOpts { proxy: crate::config::ProxyProtocol::default(), tls: None };
             let f = super::serve(s, addr, &opts, w);
             eprintln!("serve future: {} bytes", size(&f));
+            // An idle keep-alive connection parks this future: 10,000 of them must fit the RSS
+            // budget (README), so large states (a request, a TLS handshake) are boxed.
+            assert!(size(&f) <= 2048, "serve future grew to {} bytes", size(&f));
+            assert!(std::mem::size_of::<super::ClientConn>() <= 256);
         });
     }
 }

@@ -454,7 +454,7 @@ pub fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-fn classify(name: &[u8]) -> HeaderKind {
+pub(crate) fn classify(name: &[u8]) -> HeaderKind {
     // Dispatch on length first so most names cost one comparison.
     match name.len() {
         2 if name.eq_ignore_ascii_case(b"te") => HeaderKind::HopByHop,

@@ -105,7 +105,7 @@ pub fn forward_request_head(
     let mut have_fwd_host = false;
     let ops = ctx.headers;
     let lines = req.headers.iter().map(|h| {
-        if !ops.remove.is_empty() && ops.removes(&buf[h.name.clone()]) && h.kind != HeaderKind::HopByHop {
+        if ops.removes(&buf[h.name.clone()]) && h.kind != HeaderKind::HopByHop {
             return (h.line.clone(), false);
         }
         let keep = match h.kind {
@@ -145,26 +145,25 @@ pub fn forward_request_head(
         extra.put_slice(b"\r\n");
     }
     // A route's `set` of one of these fields replaces what the gateway would add.
-    let route_sets = |name: &[u8]| !ops.remove.is_empty() && ops.removes(name);
-    if ctx.x_forwarded_for && !route_sets(b"x-forwarded-for") {
+    if ctx.x_forwarded_for && !ops.removes(b"x-forwarded-for") {
         // Separate field lines are one list (RFC 9110 §5.3): appending a line appends to the list.
         extra.put_slice(b"X-Forwarded-For: ");
         extra.put_slice(ctx.client_ip);
         extra.put_slice(b"\r\n");
     }
-    if ctx.x_forwarded_proto && !have_proto && !route_sets(b"x-forwarded-proto") {
+    if ctx.x_forwarded_proto && !have_proto && !ops.removes(b"x-forwarded-proto") {
         extra.put_slice(b"X-Forwarded-Proto: ");
         extra.put_slice(ctx.proto);
         extra.put_slice(b"\r\n");
     }
-    if ctx.x_forwarded_host && !have_fwd_host && !route_sets(b"x-forwarded-host") {
+    if ctx.x_forwarded_host && !have_fwd_host && !ops.removes(b"x-forwarded-host") {
         if let Some(h) = req.host_range() {
             extra.put_slice(b"X-Forwarded-Host: ");
             extra.put_slice(&buf[h.clone()]);
             extra.put_slice(b"\r\n");
         }
     }
-    if let Some(id) = ctx.generated_request_id.filter(|_| !route_sets(b"x-request-id")) {
+    if let Some(id) = ctx.generated_request_id.filter(|_| !ops.removes(b"x-request-id")) {
         extra.put_slice(b"X-Request-Id: ");
         extra.put_slice(id);
         extra.put_slice(b"\r\n");
@@ -222,7 +221,7 @@ pub fn forward_response_head(
     let lines = resp.headers.iter().map(|h| {
         let keep = match h.kind {
             HeaderKind::HopByHop => false,
-            HeaderKind::Other if !ops.remove.is_empty() && ops.removes(&buf[h.name.clone()]) => false,
+            HeaderKind::Other if ops.removes(&buf[h.name.clone()]) => false,
             HeaderKind::Upgrade => conn == ClientConn::Upgrade,
             // Framing fields stay even if Connection names them: the body is framed by them.
             HeaderKind::TransferEncoding => !dechunk,

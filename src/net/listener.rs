@@ -87,3 +87,12 @@ pub fn group_from(
     }
     Ok((cfg.addr, socks))
 }
+
+/// Wait up to `ms` milliseconds for a blocking listener (admin, upgrade socket) to have a
+/// connection to accept. poll(2) rather than a non-blocking socket: the socket may be shared with
+/// a successor process, and O_NONBLOCK would be shared with it too.
+pub fn wait_acceptable(l: &impl std::os::fd::AsRawFd, ms: i32) -> bool {
+    let mut pfd = libc::pollfd { fd: l.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd for a descriptor the caller owns.
+    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+}

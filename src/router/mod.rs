@@ -7,9 +7,6 @@
 pub mod normalize;
 pub mod trie;
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use trie::Trie;
 pub use trie::{Params, Piece, MAX_PARAMS};
 
@@ -72,8 +69,7 @@ impl MethodSet {
     pub fn parse<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<MethodSet, String> {
         let mut set = MethodSet::default();
         for n in names {
-            let valid =
-                !n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+            let valid = !n.is_empty() && n.bytes().all(crate::http::parse::is_tchar);
             if !valid {
                 return Err(format!("{n:?} is not a method token"));
             }
@@ -209,36 +205,7 @@ struct VHost {
     leaves: Vec<Vec<u32>>,
 }
 
-/// FxHash: host keys come from the config; the table is read-only once built.
-#[derive(Default)]
-pub struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        let mut h = self.0;
-        let mut words = bytes.chunks_exact(8);
-        for w in &mut words {
-            let mut v = [0u8; 8];
-            v.copy_from_slice(w);
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(v)).wrapping_mul(K);
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            let v = rest.iter().enumerate().fold(0u64, |v, (i, &b)| v | u64::from(b) << (8 * i));
-            h = (h.rotate_left(5) ^ v).wrapping_mul(K);
-        }
-        self.0 = h;
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FxMap<V> = HashMap<Box<[u8]>, V, BuildHasherDefault<FxHasher>>;
+type FxMap<V> = crate::hash::FxHashMap<Box<[u8]>, V>;
 
 /// Two routes one request could both take: refused at load.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,10 +265,10 @@ impl std::fmt::Debug for Router {
 
 impl Router {
     /// Compile routes; every tie is reported.
-    pub fn build(specs: &[RouteSpec]) -> Result<Router, Vec<Tie>> {
+    pub fn build<'a>(specs: impl IntoIterator<Item = &'a RouteSpec>) -> Result<Router, Vec<Tie>> {
         let mut r = Router::default();
         let mut ties = Vec::new();
-        for (i, spec) in specs.iter().enumerate() {
+        for (i, spec) in specs.into_iter().enumerate() {
             r.matchers.push(Matcher { methods: spec.methods.clone(), conds: spec.conds.clone() });
             let vh = match &spec.host {
                 HostPattern::Any => r.any.get_or_insert_with(VHost::default),
@@ -484,7 +451,7 @@ fn valid_name(n: &str) -> bool {
 
 /// Parse `path = "..."`: static text, `{name}` as a whole segment, a final `{*name}`.
 /// A path pattern's or prefix's text: starts with `/`, visible ASCII only, no query or fragment.
-fn path_text(p: &str) -> Result<(), String> {
+pub fn path_text(p: &str) -> Result<(), String> {
     if !p.starts_with('/') {
         return Err(format!("{p:?} must start with '/'"));
     }
@@ -550,15 +517,10 @@ pub fn parse_path(p: &str) -> Result<Pattern, String> {
     // Requests are matched after normalization: a pattern that is not normal could never match.
     let probe: String =
         p.split('/').map(|seg| if seg.starts_with('{') { "x" } else { seg }).collect::<Vec<_>>().join("/");
-    let mut out = Vec::new();
-    match normalize::normalize(probe.as_bytes(), &mut out) {
-        Ok(n) if !n.rewritten || out == probe.as_bytes() => {}
-        Ok(_) => {
-            return Err(format!(
-                "{p:?} is not in normal form (no '.' or '..' segments, unreserved characters unescaped): it would never match"
-            ))
-        }
-        Err(_) => return Err(format!("{p:?} holds a malformed %-escape or climbs above the root")),
+    if !is_normal(probe.as_bytes()) {
+        return Err(format!(
+            "{p:?} is not in normal form (no '.' or '..' segments, unreserved characters unescaped, well-formed escapes): it would never match"
+        ));
     }
     Ok(Pattern { pieces, names })
 }
@@ -567,21 +529,14 @@ pub fn parse_path(p: &str) -> Result<Pattern, String> {
 pub fn parse_prefix(p: &str) -> Result<Pattern, String> {
     path_text(p)?;
     let b = p.as_bytes();
-    // Whole segments must be normal; the last may be partial (`/.` is a fine prefix for dotfiles).
-    let whole = &b[..=b.iter().rposition(|&c| c == b'/').unwrap_or(0)];
-    if !is_normal(whole) {
-        return Err(format!("{p:?} is not in normal form (no '.' or '..' segments): it would never match"));
-    }
-    for (i, _) in p.match_indices('%') {
-        let decoded =
-            std::str::from_utf8(b.get(i + 1..i + 3).unwrap_or(b"")).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
-        match decoded {
-            None => return Err(format!("{p:?} holds a malformed %-escape")),
-            Some(v) if v.is_ascii_alphanumeric() || b"-._~".contains(&v) => {
-                return Err(format!("{p:?}: %{:02X} is matched decoded; write {:?}", v, v as char))
-            }
-            Some(_) => {}
-        }
+    // Whole segments must be normal; the last may be a partial one (`/.` is a fine prefix for
+    // dotfiles), so it is checked as the start of a longer segment.
+    let cut = b.iter().rposition(|&c| c == b'/').unwrap_or(0) + 1;
+    let partial = [b"/", &b[cut..], b"x"].concat();
+    if !is_normal(&b[..cut]) || !is_normal(&partial) {
+        return Err(format!(
+            "{p:?} is not in normal form (no '.' or '..' segments, unreserved characters unescaped, well-formed escapes): it would never match"
+        ));
     }
     Ok(Pattern { pieces: vec![Piece::Static(b.to_vec()), Piece::Tail], names: Vec::new() })
 }

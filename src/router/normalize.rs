@@ -6,6 +6,8 @@
 
 use memchr::memchr;
 
+use crate::http::hex_digit;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NormError {
     /// `%` not followed by two hex digits.
@@ -21,15 +23,6 @@ pub struct Normalized {
     pub rewritten: bool,
     /// It holds an encoded slash (`%2F`/`%2f`), kept encoded.
     pub encoded_slash: bool,
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 fn unreserved(b: u8) -> bool {
@@ -64,7 +57,7 @@ pub fn normalize(path: &[u8], out: &mut Vec<u8>) -> Result<Normalized, NormError
             let b = path[i];
             if b == b'%' {
                 let (Some(h), Some(l)) =
-                    (path.get(i + 1).copied().and_then(hex), path.get(i + 2).copied().and_then(hex))
+                    (path.get(i + 1).copied().and_then(hex_digit), path.get(i + 2).copied().and_then(hex_digit))
                 else {
                     return Err(NormError::BadEscape);
                 };

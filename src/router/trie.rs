@@ -123,10 +123,6 @@ impl Trie {
             None => false,
         }
     }
-
-    pub fn leaf_count(&self) -> u32 {
-        self.leaves
-    }
 }
 
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {

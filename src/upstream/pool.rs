@@ -6,9 +6,9 @@
 //! Only connections whose last exchange ended cleanly (no timeout, no cancelled op, exact
 //! framing) are put back.
 
+use crate::hash::FxHashMap;
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
@@ -29,25 +29,10 @@ pub struct UpstreamConn {
     idle_since: Instant,
 }
 
-/// Keys are upstream addresses from the config, never client input, so a fast non-keyed hash
-/// is safe here (SipHash cost more than the lookup it guards).
-#[derive(Default)]
-struct AddrHasher(u64);
-
-impl Hasher for AddrHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
-        }
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 #[derive(Default)]
 pub struct Pool {
-    idle: RefCell<HashMap<SocketAddr, VecDeque<UpstreamConn>, BuildHasherDefault<AddrHasher>>>,
+    /// Keyed by upstream addresses from the config (FxHash: not client-chosen).
+    idle: RefCell<FxHashMap<SocketAddr, VecDeque<UpstreamConn>>>,
 }
 
 impl Pool {
