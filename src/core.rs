@@ -132,12 +132,12 @@ impl LocalSnapshot {
         LocalSnapshot { cache: RefCell::new(cache), local: RefCell::new(Rc::new(first)) }
     }
 
-    /// Whether `addr` is a target of the newest snapshot; `snap` is the one a request used (in
+    /// Whether `key` is a target of the newest snapshot; `snap` is the one a request used (in
     /// the common case it is the newest and nothing is looked up).
-    pub fn still_a_target(&self, snap: &Snapshot, addr: std::net::SocketAddr) -> bool {
+    pub fn still_a_target(&self, snap: &Snapshot, key: crate::upstream::pool::PoolKey) -> bool {
         let mut cache = self.cache.borrow_mut();
         let newest = cache.load();
-        std::ptr::eq(&**newest, snap) || newest.targets.contains_key(&addr)
+        std::ptr::eq(&**newest, snap) || newest.targets.contains_key(&key)
     }
 
     pub fn get(&self) -> Rc<Arc<Snapshot>> {

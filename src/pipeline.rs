@@ -89,7 +89,7 @@ fn idempotent(method: &[u8]) -> bool {
 }
 
 async fn fresh(target: &Target, clock: &Clock, connect_timeout: Duration) -> Result<UpstreamConn, ProxyError> {
-    connect(target.addr, clock.cap(connect_timeout)?).await.map_err(|e| match e.kind() {
+    connect(target, clock.cap(connect_timeout)?).await.map_err(|e| match e.kind() {
         std::io::ErrorKind::TimedOut => ProxyError::UpstreamTimeout,
         _ => ProxyError::UpstreamConnect(e),
     })
@@ -141,7 +141,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
     let clock = Clock { deadline: t.total.map(|d| Instant::now() + d) };
 
     // Upstream connection: pooled, or new.
-    let mut up = match w.pool.take(target.addr, group.idle_timeout, Instant::now()) {
+    let mut up = match w.pool.take(target.key, group.idle_timeout, Instant::now()) {
         Some(u) => u,
         None => fresh(target, &clock, t.connect).await?,
     };
@@ -321,7 +321,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
     // Back to the pool only after an exact, complete exchange, and only while the target is
     // still configured (a reload may have removed it while this request ran).
     let clean = s.resp.keep_alive && up.buf.is_empty() && rbody.as_ref().is_none_or(BodyReader::is_done);
-    if clean && w.snapshot.still_a_target(snap, up.addr) {
+    if clean && w.snapshot.still_a_target(snap, up.key) {
         w.pool.put(up, group.max_idle_per_target, Instant::now());
     }
     if c.rbuf.capacity() > 64 * 1024 && c.rbuf.is_empty() {

@@ -300,11 +300,12 @@ fn diff(old: &Snapshot, new: &Snapshot) -> String {
     fn routes(s: &Snapshot) -> BTreeMap<String, (&crate::route::Route, Option<&str>)> {
         s.routes.iter().map(|r| (r.name.clone(), (r, upstream_name(s, r)))).collect()
     }
-    let ups = |s: &Snapshot| -> BTreeMap<String, (Vec<SocketAddr>, usize, Duration)> {
+    // Targets by pool key: a change of TLS trust or name is a change of the upstream.
+    let ups = |s: &Snapshot| -> BTreeMap<String, (Vec<crate::upstream::pool::PoolKey>, usize, Duration)> {
         s.upstreams
             .iter()
             .map(|u| {
-                (u.name.clone(), (u.targets.iter().map(|t| t.addr).collect(), u.max_idle_per_target, u.idle_timeout))
+                (u.name.clone(), (u.targets.iter().map(|t| t.key).collect(), u.max_idle_per_target, u.idle_timeout))
             })
             .collect()
     };

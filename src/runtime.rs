@@ -156,7 +156,7 @@ async fn worker_main(spec: WorkerSpec) {
         if last_sweep.elapsed() >= Duration::from_secs(1) || snap.generation != generation {
             generation = snap.generation;
             let now = Instant::now();
-            w.pool.sweep(|addr| snap.targets.get(&addr).copied().unwrap_or(Duration::ZERO), now);
+            w.pool.sweep(|key| snap.targets.get(&key).copied().unwrap_or(Duration::ZERO), now);
             last_sweep = now;
         }
     }

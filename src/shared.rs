@@ -4,6 +4,7 @@
 //! A request loads the snapshot once (through a per-worker cache, see `core::LocalSnapshot`) and
 //! keeps it to the end, so it never sees half of two configs. `reload` builds and swaps them.
 
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,15 +12,45 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use ipnet::IpNet;
+use rustls_pki_types::ServerName;
 
 use crate::config::{Config, Forwarding, Limits, TargetSpec};
 use crate::route::Route;
 use crate::router::Router;
+use crate::upstream::pool::PoolKey;
+use crate::upstream::tls::UpstreamTlsCfg;
 
 pub struct Target {
     pub addr: SocketAddr,
     /// `host:port` as written, sent as Host to upstreams when the client sent none.
     pub authority: Bytes,
+    /// Which pooled connections may serve this target: same address, same TLS identity.
+    pub key: PoolKey,
+    pub tls: Option<TargetTls>,
+}
+
+/// How to start TLS to a target.
+pub struct TargetTls {
+    pub connector: monoio_rustls::TlsConnector,
+    /// Sent as SNI and checked in the certificate.
+    pub name: ServerName<'static>,
+}
+
+impl Target {
+    fn new(addr: SocketAddr, authority: &str, tls: Option<&UpstreamTlsCfg>) -> Option<Target> {
+        let (key, tls) = match tls {
+            None => (PoolKey { addr, tls: 0 }, None),
+            Some(cfg) => {
+                // Checked when the config was validated: a target without a usable name is refused there.
+                let name = crate::upstream::tls::name_for(cfg, authority).ok()?;
+                let mut h = crate::hash::FxHasher::default();
+                (cfg.id, name.to_str()).hash(&mut h);
+                let key = PoolKey { addr, tls: h.finish() | 1 };
+                (key, Some(TargetTls { connector: cfg.client.clone().into(), name }))
+            }
+        };
+        Some(Target { addr, authority: Bytes::from(authority.to_string()), key, tls })
+    }
 }
 
 pub struct UpstreamGroup {
@@ -37,9 +68,9 @@ pub struct Snapshot {
     pub upstreams: Vec<UpstreamGroup>,
     pub routes: Vec<Route>,
     pub router: Router,
-    /// Every target address with its group's pool idle timeout (pooled connections to an address
-    /// not here are closed).
-    pub targets: crate::hash::FxHashMap<SocketAddr, Duration>,
+    /// Every target's pool key with its group's pool idle timeout (pooled connections under a
+    /// key not here are closed).
+    pub targets: crate::hash::FxHashMap<PoolKey, Duration>,
 }
 
 impl Snapshot {
@@ -55,17 +86,15 @@ impl Snapshot {
                     .targets
                     .iter()
                     .filter_map(|t| match t {
-                        TargetSpec::Addr { addr, authority } => {
-                            Some(Target { addr: *addr, authority: Bytes::from(authority.clone()) })
-                        }
-                        TargetSpec::Demo => demo.map(|addr| Target { addr, authority: Bytes::from(addr.to_string()) }),
+                        TargetSpec::Addr { addr, authority } => Target::new(*addr, authority, u.tls.as_ref()),
+                        TargetSpec::Demo => demo.and_then(|addr| Target::new(addr, &addr.to_string(), None)),
                     })
                     .collect(),
                 max_idle_per_target: u.max_idle_per_target,
                 idle_timeout: u.idle_timeout,
             })
             .collect();
-        let targets = upstreams.iter().flat_map(|g| g.targets.iter().map(|t| (t.addr, g.idle_timeout))).collect();
+        let targets = upstreams.iter().flat_map(|g| g.targets.iter().map(|t| (t.key, g.idle_timeout))).collect();
         Snapshot {
             generation,
             limits: cfg.limits,

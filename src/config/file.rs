@@ -138,6 +138,18 @@ pub struct RawUpstream {
     pub targets: Vec<Text>,
     pub max_idle_per_target: Option<Spanned<i64>>,
     pub idle_timeout: Option<Text>,
+    pub tls: Option<Spanned<RawUpstreamTls>>,
+}
+
+/// `[upstreams.tls]`: TLS to the group's targets.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    /// PEM bundle of trusted CAs; absent = the system's roots.
+    pub ca: Option<Text>,
+    /// Name sent as SNI and checked in the certificate; absent = each target's host.
+    pub server_name: Option<Text>,
+    pub min_version: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -142,6 +142,8 @@ pub struct UpstreamCfg {
     pub targets: Vec<TargetSpec>,
     pub max_idle_per_target: usize,
     pub idle_timeout: Duration,
+    /// TLS to the targets (None = plain TCP).
+    pub tls: Option<crate::upstream::tls::UpstreamTlsCfg>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -405,7 +407,8 @@ fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
             c.int(&u.max_idle_per_target, &format!("upstreams[{i}].max_idle_per_target"), 64, 0, 1 << 20) as usize;
         let idle_timeout =
             c.duration(&u.idle_timeout, &format!("upstreams[{i}].idle_timeout"), Duration::from_secs(60));
-        upstreams.push(UpstreamCfg { name, targets, max_idle_per_target: max_idle, idle_timeout });
+        let tls = u.tls.as_ref().and_then(|t| upstream_tls(c, t, i, &targets));
+        upstreams.push(UpstreamCfg { name, targets, max_idle_per_target: max_idle, idle_timeout, tls });
     }
 
     let (routes, router) = routes::validate_routes(c, &raw.routes, &upstreams, default_body);
@@ -484,18 +487,11 @@ fn cidrs(c: &mut Checker, list: &[Text], key: &str) -> Vec<IpNet> {
 /// A listener's `tls` table; the certificates are loaded and checked here, so `ringgate check`
 /// and a reload refuse a bad or expired one with its file and the reason.
 fn tls_cfg(c: &mut Checker, t: &Spanned<file::RawTls>, i: usize) -> Option<crate::tls::TlsCfg> {
-    use crate::tls::{CertPaths, MinVersion, TlsCfg};
+    use crate::tls::{CertPaths, TlsCfg};
     let span = Some(t.span());
     let t = t.get_ref();
     let key = format!("listeners[{i}].tls");
-    let min_version = match t.min_version.as_ref().map(|v| (v, v.get_ref().as_str())) {
-        None | Some((_, "1.2")) => MinVersion::Tls12,
-        Some((_, "1.3")) => MinVersion::Tls13,
-        Some((v, other)) => {
-            c.err(Some(v.span()), format!("{key}.min_version"), format!("{other:?} is not \"1.2\" or \"1.3\""));
-            MinVersion::Tls12
-        }
-    };
+    let min_version = min_version(c, &t.min_version, &key);
     let handshake_timeout =
         c.duration(&t.handshake_timeout, &format!("{key}.handshake_timeout"), Duration::from_secs(10));
     if t.certificates.is_empty() {
@@ -514,6 +510,63 @@ fn tls_cfg(c: &mut Checker, t: &Spanned<file::RawTls>, i: usize) -> Option<crate
             None
         }
     }
+}
+
+fn min_version(c: &mut Checker, v: &Option<Text>, key: &str) -> crate::tls::MinVersion {
+    use crate::tls::MinVersion;
+    match v.as_ref().map(|v| (v, v.get_ref().as_str())) {
+        None | Some((_, "1.2")) => MinVersion::Tls12,
+        Some((_, "1.3")) => MinVersion::Tls13,
+        Some((v, other)) => {
+            c.err(Some(v.span()), format!("{key}.min_version"), format!("{other:?} is not \"1.2\" or \"1.3\""));
+            MinVersion::Tls12
+        }
+    }
+}
+
+/// An upstream group's `tls` table: the CA bundle (or system roots) is loaded and checked here,
+/// and every target must have a name its certificate can be checked against.
+fn upstream_tls(
+    c: &mut Checker,
+    t: &Spanned<file::RawUpstreamTls>,
+    i: usize,
+    targets: &[TargetSpec],
+) -> Option<crate::upstream::tls::UpstreamTlsCfg> {
+    use crate::upstream::tls;
+    let span = Some(t.span());
+    let t = t.get_ref();
+    let key = format!("upstreams[{i}].tls");
+    let min_version = min_version(c, &t.min_version, &key);
+    let server_name = match &t.server_name {
+        None => None,
+        Some(n) => match tls::parse_name(n.get_ref()) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                c.err(Some(n.span()), format!("{key}.server_name"), e);
+                return None;
+            }
+        },
+    };
+    let ca = t.ca.as_ref().map(|p| c.path(p.get_ref()));
+    let cfg = match tls::client_config(ca.as_deref(), server_name, min_version) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            c.err(t.ca.as_ref().map(|p| p.span()).or(span.clone()), format!("{key}.ca"), e);
+            return None;
+        }
+    };
+    for (j, target) in targets.iter().enumerate() {
+        let problem = match target {
+            TargetSpec::Demo => Err("the built-in demo upstream speaks plain HTTP (remove `tls`)".to_string()),
+            TargetSpec::Addr { authority, .. } => {
+                tls::name_for(&cfg, authority).map(|_| ()).map_err(|e| format!("{e} (set {key}.server_name)"))
+            }
+        };
+        if let Err(e) = problem {
+            c.err(span.clone(), format!("upstreams[{i}].targets[{j}]"), e);
+        }
+    }
+    Some(cfg)
 }
 
 fn proxy_protocol(c: &mut Checker, l: &file::RawListener, i: usize) -> ProxyProtocol {

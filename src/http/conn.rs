@@ -120,6 +120,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, opts: &ListenerOpts, w: 
             return;
         }
         let ClientStream::Plain(tcp) = c.stream else { return };
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
         // Bytes already read (after a PROXY header, or the first read above) start the ClientHello.
         let pre = std::mem::take(&mut c.rbuf);
         let io = Prefixed { inner: tcp, pre };
@@ -128,7 +129,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, opts: &ListenerOpts, w: 
         match monoio::time::timeout(left, Box::pin(tls.acceptor.accept(io))).await {
             Ok(Ok(s)) => {
                 STATS.tls_handshakes.fetch_add(1, Ordering::Relaxed);
-                c.stream = ClientStream::Tls(Box::new(TlsConn::new(s)));
+                c.stream = ClientStream::Tls(Box::new(TlsConn::new(s, fd)));
             }
             Ok(Err(e)) => {
                 STATS.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);

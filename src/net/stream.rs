@@ -1,6 +1,7 @@
-//! The client connection's byte stream: plain TCP, or TLS over TCP. One enum rather than generics
-//! so the request path is compiled once; the TLS arms box their futures, so a plain connection's
-//! parked read stays as small as before.
+//! Connection byte streams: plain TCP, or TLS over TCP, for clients (TLS terminated) and for
+//! upstreams (TLS originated). One enum per side rather than generics over the transport, so the
+//! request path is compiled once per side; the TLS arms box their futures, so a plain
+//! connection's parked read stays small.
 //!
 //! `Prefixed` replays bytes already read from a socket (after a PROXY protocol header, the start
 //! of the TLS ClientHello) before reading from it again.
@@ -10,6 +11,7 @@ use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent, Split};
 use monoio::net::TcpStream;
 use monoio::BufResult;
+use std::os::fd::{AsRawFd, RawFd};
 
 /// A TCP stream that first yields `pre`.
 pub struct Prefixed {
@@ -83,23 +85,30 @@ impl AsyncWriteRent for Prefixed {
 
 pub type TlsStream = monoio_rustls::ServerTlsStream<Prefixed>;
 
-/// A client connection's stream.
-pub enum ClientStream {
+/// A client connection's stream (TLS terminated here).
+pub type ClientStream = Stream<TlsStream>;
+/// An upstream connection's stream (TLS originated here).
+pub type UpstreamStream = Stream<monoio_rustls::ClientTlsStream<TcpStream>>;
+
+/// A connection's stream: plain TCP, or a TLS stream `T` over TCP.
+pub enum Stream<T> {
     Plain(TcpStream),
-    Tls(Box<TlsConn>),
+    Tls(Box<TlsConn<T>>),
 }
 
 /// A TLS stream and the buffer its vectored writes are gathered in: monoio-rustls writes only the
 /// first slice of a `writev`, so a response head and body would leave as several TLS records and
-/// as many syscalls. Gathered, a response is one record and one `sendto`.
-pub struct TlsConn {
-    pub stream: TlsStream,
+/// as many syscalls. Gathered, a message is one record and one `sendto`.
+pub struct TlsConn<T> {
+    pub stream: T,
     gather: Vec<u8>,
+    /// The TCP socket under the TLS stream (which does not lend it out), for non-blocking peeks.
+    fd: RawFd,
 }
 
-impl TlsConn {
-    pub fn new(stream: TlsStream) -> Self {
-        TlsConn { stream, gather: Vec::new() }
+impl<T> TlsConn<T> {
+    pub fn new(stream: T, fd: RawFd) -> Self {
+        TlsConn { stream, gather: Vec::new(), fd }
     }
 }
 
@@ -107,56 +116,64 @@ impl TlsConn {
 const GATHER_KEEP: usize = 64 * 1024;
 
 // SAFETY: TcpStream is Split; monoio-rustls declares its stream Split over a Split transport.
-unsafe impl Split for ClientStream {}
+unsafe impl<T: Split> Split for Stream<T> {}
 
-impl ClientStream {
+impl<T> Stream<T> {
     pub fn is_tls(&self) -> bool {
-        matches!(self, ClientStream::Tls(_))
+        matches!(self, Stream::Tls(_))
     }
-}
 
-impl AsyncReadRent for ClientStream {
-    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+    /// The TCP socket's descriptor (valid while the stream lives).
+    pub fn raw_fd(&self) -> RawFd {
         match self {
-            ClientStream::Plain(s) => s.read(buf).await,
-            ClientStream::Tls(s) => Box::pin(s.stream.read(buf)).await,
-        }
-    }
-    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        match self {
-            ClientStream::Plain(s) => s.readv(buf).await,
-            ClientStream::Tls(s) => Box::pin(s.stream.readv(buf)).await,
+            Stream::Plain(s) => s.as_raw_fd(),
+            Stream::Tls(t) => t.fd,
         }
     }
 }
 
-impl CancelableAsyncReadRent for ClientStream {
+impl<T: AsyncReadRent + AsyncWriteRent> AsyncReadRent for Stream<T> {
+    async fn read<B: IoBufMut>(&mut self, buf: B) -> BufResult<usize, B> {
+        match self {
+            Stream::Plain(s) => s.read(buf).await,
+            Stream::Tls(s) => Box::pin(s.stream.read(buf)).await,
+        }
+    }
+    async fn readv<B: IoVecBufMut>(&mut self, buf: B) -> BufResult<usize, B> {
+        match self {
+            Stream::Plain(s) => s.readv(buf).await,
+            Stream::Tls(s) => Box::pin(s.stream.readv(buf)).await,
+        }
+    }
+}
+
+impl<T: AsyncReadRent + AsyncWriteRent> CancelableAsyncReadRent for Stream<T> {
     /// TLS reads cannot be cancelled: the caller must be ready to drop the future instead.
-    async fn cancelable_read<T: IoBufMut>(&mut self, buf: T, c: CancelHandle) -> BufResult<usize, T> {
+    async fn cancelable_read<B: IoBufMut>(&mut self, buf: B, c: CancelHandle) -> BufResult<usize, B> {
         match self {
-            ClientStream::Plain(s) => s.cancelable_read(buf, c).await,
-            ClientStream::Tls(s) => Box::pin(s.stream.read(buf)).await,
+            Stream::Plain(s) => s.cancelable_read(buf, c).await,
+            Stream::Tls(s) => Box::pin(s.stream.read(buf)).await,
         }
     }
-    async fn cancelable_readv<T: IoVecBufMut>(&mut self, buf: T, c: CancelHandle) -> BufResult<usize, T> {
+    async fn cancelable_readv<B: IoVecBufMut>(&mut self, buf: B, c: CancelHandle) -> BufResult<usize, B> {
         match self {
-            ClientStream::Plain(s) => s.cancelable_readv(buf, c).await,
-            ClientStream::Tls(s) => Box::pin(s.stream.readv(buf)).await,
+            Stream::Plain(s) => s.cancelable_readv(buf, c).await,
+            Stream::Tls(s) => Box::pin(s.stream.readv(buf)).await,
         }
     }
 }
 
-impl AsyncWriteRent for ClientStream {
-    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+impl<T: AsyncReadRent + AsyncWriteRent> AsyncWriteRent for Stream<T> {
+    async fn write<B: IoBuf>(&mut self, buf: B) -> BufResult<usize, B> {
         match self {
-            ClientStream::Plain(s) => s.write(buf).await,
-            ClientStream::Tls(s) => Box::pin(s.stream.write(buf)).await,
+            Stream::Plain(s) => s.write(buf).await,
+            Stream::Tls(s) => Box::pin(s.stream.write(buf)).await,
         }
     }
-    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+    async fn writev<B: IoVecBuf>(&mut self, buf: B) -> BufResult<usize, B> {
         match self {
-            ClientStream::Plain(s) => s.writev(buf).await,
-            ClientStream::Tls(s) => {
+            Stream::Plain(s) => s.writev(buf).await,
+            Stream::Tls(s) => {
                 let mut flat = std::mem::take(&mut s.gather);
                 flat.clear();
                 // SAFETY: the iovec array and every slice it points at are valid while `buf` lives.
@@ -177,14 +194,14 @@ impl AsyncWriteRent for ClientStream {
     }
     async fn flush(&mut self) -> std::io::Result<()> {
         match self {
-            ClientStream::Plain(s) => s.flush().await,
-            ClientStream::Tls(s) => Box::pin(s.stream.flush()).await,
+            Stream::Plain(s) => s.flush().await,
+            Stream::Tls(s) => Box::pin(s.stream.flush()).await,
         }
     }
     async fn shutdown(&mut self) -> std::io::Result<()> {
         match self {
-            ClientStream::Plain(s) => s.shutdown().await,
-            ClientStream::Tls(s) => Box::pin(s.stream.shutdown()).await,
+            Stream::Plain(s) => s.shutdown().await,
+            Stream::Tls(s) => Box::pin(s.stream.shutdown()).await,
         }
     }
 }

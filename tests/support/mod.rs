@@ -8,6 +8,7 @@
 pub mod client;
 pub mod gateway;
 pub mod http;
+pub mod pki;
 pub mod upstream;
 
 pub use client::{chunked, get, req, Client, CloseKind, Closed, Framing, Response, TEST_HOST};
