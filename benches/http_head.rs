@@ -42,6 +42,7 @@ fn ctx() -> ForwardCtx<'static> {
         proto: b"http",
         target: None,
         headers: &NO_OPS,
+        claim_lines: b"",
     }
 }
 

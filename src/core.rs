@@ -185,6 +185,8 @@ pub struct Worker {
     scratch: RefCell<Vec<Box<Scratch>>>,
     pub snapshot: LocalSnapshot,
     pub pool: Pool,
+    /// Verified JWTs (this core's; see `auth::cache`).
+    pub tokens: RefCell<crate::auth::cache::TokenCache>,
     rr: Cell<usize>,
     pub connections: Cell<usize>,
     pub in_flight: Cell<usize>,
@@ -209,6 +211,7 @@ impl Worker {
             scratch: RefCell::new(Vec::new()),
             snapshot: LocalSnapshot::new(shared),
             pool: Pool::default(),
+            tokens: RefCell::new(crate::auth::cache::TokenCache::default()),
             rr: Cell::new(id),
             connections: Cell::new(0),
             in_flight: Cell::new(0),

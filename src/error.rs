@@ -28,6 +28,9 @@ pub enum ProxyError {
     /// A route matched the path but not the method; the value is the Allow list.
     #[error("method not allowed (allowed: {0})")]
     MethodNotAllowed(String),
+    /// The route's JWT policy refused the request (the token is never part of the message).
+    #[error("authentication: {0}")]
+    Auth(#[from] crate::auth::AuthError),
     #[error("client connection failed: {0}")]
     ClientIo(std::io::Error),
     // The upstream's side.
@@ -83,6 +86,7 @@ impl ProxyError {
             ProxyError::NoRoute => a(404, false),
             ProxyError::BadPath => a(400, false),
             ProxyError::MethodNotAllowed(_) => a(405, false),
+            ProxyError::Auth(e) => a(e.status(), false),
             ProxyError::ClientIo(_) => None,
             ProxyError::UpstreamConnect(_) => a(502, false),
             ProxyError::UpstreamTimeout => a(504, false),

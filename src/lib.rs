@@ -10,6 +10,7 @@
 //! router, route, routing, shared. They are what benches/ and unit tests exercise directly.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod core;
 pub mod demo;

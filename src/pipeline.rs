@@ -120,6 +120,15 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
     // Route.
     let routed = routing::route(snap, &head, &s.req, &mut s.norm, &mut s.params, &mut s.extra)?;
     let route = routed.route;
+    // Authentication: before any answer, direct or proxied.
+    let principal = match &route.auth {
+        None => None,
+        Some(ra) => {
+            let policy = &snap.auth[ra.policy];
+            let mut cache = w.tokens.borrow_mut();
+            Some(crate::auth::authorize(policy, ra, &head, &s.req, crate::auth::unix_now(), &mut cache)?)
+        }
+    };
     let (upstream, max_body, t) = match &route.action {
         Action::Proxy { upstream, max_body_bytes, timeouts, .. } => (*upstream, *max_body_bytes, *timeouts),
         _ => {
@@ -188,6 +197,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
                 proto: if c.stream.is_tls() { b"https" } else { b"http" },
                 target: target_override.as_ref(),
                 headers: &route.request_headers,
+                claim_lines: principal.as_ref().map_or(&[][..], |p| &p.header_lines[..]),
             };
             forward_request_head(&head, &s.req, &ctx, &mut s.extra, iov.bufs_mut());
         }

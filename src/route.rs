@@ -218,6 +218,8 @@ pub struct Route {
     pub action: Action,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
+    /// The route's JWT policy and scopes (None = no authentication).
+    pub auth: Option<crate::auth::RouteAuth>,
 }
 
 /// Whether a status's response carries no body (RFC 9110 §15.3.5, §15.4.5).

@@ -68,6 +68,8 @@ pub struct Snapshot {
     pub upstreams: Vec<UpstreamGroup>,
     pub routes: Vec<Route>,
     pub router: Router,
+    /// JWT policies; `Route::auth` indexes this.
+    pub auth: Vec<Arc<crate::auth::AuthPolicy>>,
     /// Every target's pool key with its group's pool idle timeout (pooled connections under a
     /// key not here are closed).
     pub targets: crate::hash::FxHashMap<PoolKey, Duration>,
@@ -102,6 +104,7 @@ impl Snapshot {
             upstreams,
             routes: cfg.routes,
             router: cfg.router,
+            auth: cfg.auth,
             targets,
         }
     }

@@ -30,6 +30,51 @@ pub struct RawConfig {
     pub upgrade: Option<RawUpgrade>,
     #[serde(default)]
     pub reload: RawReload,
+    #[serde(default)]
+    pub auth: Vec<Spanned<RawAuth>>,
+}
+
+/// `[[auth]]`: a JWT policy (docs/auth.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub name: Text,
+    pub token_header: Option<Text>,
+    pub token_cookie: Option<Text>,
+    #[serde(default)]
+    pub issuers: Vec<Text>,
+    #[serde(default)]
+    pub audiences: Vec<Text>,
+    pub leeway: Option<Text>,
+    #[serde(default)]
+    pub required_claims: Vec<Text>,
+    pub max_token_bytes: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub claims_to_headers: BTreeMap<String, Text>,
+    #[serde(default = "yes")]
+    pub forward_authorization: bool,
+    pub plan_claim: Option<Text>,
+    #[serde(default)]
+    pub prefixes: Vec<Text>,
+    #[serde(default)]
+    pub keys: Vec<Spanned<RawKey>>,
+}
+
+/// One entry of an auth policy's `keys`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    pub kid: Option<Text>,
+    pub algorithm: Option<Text>,
+    #[serde(default)]
+    pub algorithms: Vec<Text>,
+    pub secret_env: Option<Text>,
+    pub secret_file: Option<Text>,
+    pub pem_file: Option<Text>,
+    pub jwks_file: Option<Text>,
+    pub jwks_url: Option<Text>,
+    pub refresh_interval: Option<Text>,
+    pub min_refresh_interval: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,6 +224,11 @@ pub struct RawRoute {
     pub response_timeout: Option<Text>,
     pub idle_timeout: Option<Text>,
     pub total_timeout: Option<Text>,
+    /// An `[[auth]]` policy name, or "anonymous".
+    pub auth: Option<Text>,
+    #[serde(default)]
+    pub scopes: Vec<Text>,
+    pub scopes_match: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

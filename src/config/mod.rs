@@ -4,6 +4,7 @@
 //! Owns defaults and validation; resolves upstream host names (on the calling thread, never on a
 //! worker). Produces a [`Config`] that `shared::Snapshot::build` turns into what workers read.
 
+mod auth;
 mod file;
 mod routes;
 
@@ -64,6 +65,8 @@ pub struct Config {
     pub grace_period: Duration,
     pub upstreams: Vec<UpstreamCfg>,
     pub routes: Vec<Route>,
+    /// JWT policies (routes refer to them by index).
+    pub auth: Vec<std::sync::Arc<crate::auth::AuthPolicy>>,
     /// The routes compiled (index = position in `routes`).
     pub router: Router,
     /// Admin listener (`POST /reload`, `GET /status`); None = off.
@@ -411,7 +414,8 @@ fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
         upstreams.push(UpstreamCfg { name, targets, max_idle_per_target: max_idle, idle_timeout, tls });
     }
 
-    let (routes, router) = routes::validate_routes(c, &raw.routes, &upstreams, default_body);
+    let auth = auth::validate_policies(c, &raw.auth);
+    let (routes, router) = routes::validate_routes(c, &raw.routes, &upstreams, default_body, &auth);
 
     let admin = raw.admin.as_ref().and_then(|a| match &a.address {
         None => Some(SocketAddr::from(([127, 0, 0, 1], 9901))),
@@ -461,6 +465,7 @@ fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
         grace_period,
         upstreams,
         routes,
+        auth,
         router,
         admin,
         reload,

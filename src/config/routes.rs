@@ -383,6 +383,7 @@ fn one_route(
             action,
             request_headers,
             response_headers,
+            auth: None,
         },
         explicit_name,
     })
@@ -394,6 +395,7 @@ pub(super) fn validate_routes(
     raw: &[Spanned<RawRoute>],
     upstreams: &[UpstreamCfg],
     default_body: u64,
+    policies: &[std::sync::Arc<crate::auth::AuthPolicy>],
 ) -> (Vec<Route>, Router) {
     if raw.is_empty() {
         c.err(None, "routes", "no route configured (add a [[routes]] table with prefix = \"/\" and upstream = NAME)");
@@ -403,6 +405,7 @@ pub(super) fn validate_routes(
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (i, sr) in raw.iter().enumerate() {
         let Some(mut ch) = one_route(c, i, sr, upstreams, default_body) else { continue };
+        super::auth::route_auth(c, i, sr, policies, &mut ch.route);
         if let Some(&prev) = seen.get(&ch.route.name) {
             if ch.explicit_name {
                 c.err(

@@ -326,6 +326,10 @@ async fn answer(c: &mut ClientConn, w: &Worker, e: &ProxyError, force_close: boo
         // RFC 9110 §15.5.6: a 405 carries Allow.
         extra.push_str(&format!("Allow: {allow}\r\n"));
     }
+    if let ProxyError::Auth(a) = e {
+        // RFC 6750 §3 (RFC 9110 §11.6.1: a 401 carries a challenge).
+        extra.push_str(&format!("WWW-Authenticate: {}\r\n", a.challenge()));
+    }
     let body = canned(a.status, a.reason, &c.rid, close, c.is_head, &extra);
     let ok = write_all(&mut c.stream, body, Duration::from_secs(5)).await.is_ok();
     ok && !close

@@ -32,6 +32,8 @@ pub struct ForwardCtx<'a> {
     pub target: Option<&'a Bytes>,
     /// The route's request header changes.
     pub headers: &'a HeaderOps,
+    /// Header lines from the verified token's claims (`Name: value\r\n`...), or empty.
+    pub claim_lines: &'a [u8],
 }
 
 static HTTP11_CRLF: &[u8] = b" HTTP/1.1\r\n";
@@ -169,6 +171,7 @@ pub fn forward_request_head(
         extra.put_slice(b"\r\n");
     }
     extra.put_slice(&ops.lines);
+    extra.put_slice(ctx.claim_lines);
     extra.put_slice(b"\r\n");
     out.push(extra.split().freeze());
 }
@@ -294,6 +297,7 @@ mod tests {
             proto: b"http",
             target: None,
             headers: &HeaderOps::default(),
+            claim_lines: b"",
         };
         let mut extra = BytesMut::new();
         let mut out = Vec::new();
@@ -324,6 +328,7 @@ mod tests {
             proto: b"http",
             target: None,
             headers: &HeaderOps::default(),
+            claim_lines: b"",
         };
         let mut extra = BytesMut::new();
         let mut out = Vec::new();
