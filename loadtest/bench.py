@@ -20,7 +20,8 @@ sys.path.insert(0, str(HERE))
 
 from ringbench import install, procs, report, sysinfo  # noqa: E402
 from ringbench.memory import raise_nofile  # noqa: E402
-from ringbench.suite import ALL_TARGETS, DEFAULT_TARGETS, Options, Suite, pin_self  # noqa: E402
+from ringbench.suite import (ALL_TARGETS, DEFAULT_TARGETS, Options, Suite,  # noqa: E402
+                             default_targets, pin_self)
 
 REPO = HERE.parent
 
@@ -35,6 +36,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--with-haproxy", action="store_true", help="add haproxy to the targets")
     p.add_argument("--tls", action="store_true",
                    help="TLS scenario: direct, ringgate-tls, nginx-tls (same certificate), plus handshake rounds")
+    p.add_argument("--jwt", action="store_true",
+                   help="JWT scenario: direct, ringgate-uring, ringgate-jwt (its route behind an RS256 JWT "
+                        "policy, one repeated token)")
     p.add_argument("--quick", action="store_true", help="1 round of 3 s per run")
     p.add_argument("--smoke", action="store_true",
                    help="prove the plumbing: 1 round of 2 s, 1,000 memory connections, no warm-up")
@@ -59,7 +63,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     a = parse_args(argv)
-    default = ["direct", "ringgate-tls", "nginx-tls"] if a.tls else DEFAULT_TARGETS
+    default = default_targets(tls=a.tls, jwt=a.jwt)
     targets = [t.strip() for t in (a.targets.split(",") if a.targets else default) if t.strip()]
     if a.with_haproxy and "haproxy" not in targets:
         targets.append("haproxy")
@@ -88,7 +92,7 @@ def main(argv: list[str]) -> int:
         cpus = {k: None for k in cpus}
 
     tools = ["nginx", "wrk", "oha", "taskset"] + (["haproxy"] if "haproxy" in targets else []) + \
-        (["openssl"] if any(t.endswith("-tls") for t in targets) else [])
+        (["openssl"] if any(t.endswith(("-tls", "-jwt")) for t in targets) else [])
     if a.skip_install:
         miss = install.missing(tools)
         if miss:

@@ -6,9 +6,13 @@ their own prefix dir (pid, logs, temp paths), so nothing touches /etc/nginx,
 """
 from __future__ import annotations
 
+import base64
+import json
 import resource
+import subprocess
+import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 # "Never close" keep-alive for the fixed upstream and the client side of the proxies.
 HUGE_REQUESTS = 1_000_000_000
@@ -67,13 +71,49 @@ http {{
 
 def make_cert(directory: Path) -> tuple[Path, Path]:
     """A self-signed P-256 certificate for bench.test (openssl), shared by every TLS target."""
-    import subprocess
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = directory / "bench.crt", directory / "bench.key"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                     "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=bench.test",
                     "-addext", "subjectAltName=DNS:bench.test"], check=True, capture_output=True)
     return cert, key
+
+
+# The JWT scenario (issue 5): ringgate-jwt's route "/" requires a token from this issuer with this scope.
+JWT_POLICY = "bench"
+JWT_ISSUER = "ringbench"
+JWT_SCOPE = "bench:read"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt_rs256(claims: dict, sign: Callable[[bytes], bytes]) -> str:
+    """A compact RS256 JWT: base64url (no padding) header, claims and `sign("header.claims")`."""
+    signing_input = ".".join(_b64url(json.dumps(part, separators=(",", ":")).encode())
+                             for part in ({"alg": "RS256", "typ": "JWT"}, claims))
+    return f"{signing_input}.{_b64url(sign(signing_input.encode()))}"
+
+
+def make_jwt(directory: Path) -> tuple[Path, str]:
+    """An RSA-2048 key (openssl) and a token signed with it, valid for a day, for ringgate-jwt:
+    (public key PEM, token). `openssl dgst -sha256 -sign` with an RSA key is RSASSA-PKCS1-v1_5
+    SHA-256, i.e. RS256."""
+    directory = Path(directory).resolve()  # the config names the PEM by absolute path
+    directory.mkdir(parents=True, exist_ok=True)
+    key, pub = directory / "jwt.key", directory / "jwt.pub.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                    "-out", str(key)], check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", str(key), "-pubout", "-out", str(pub)], check=True,
+                   capture_output=True)
+
+    def sign(data: bytes) -> bytes:
+        return subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(key)], input=data, check=True,
+                              capture_output=True).stdout
+
+    claims = {"sub": "bench-user", "iss": JWT_ISSUER, "scope": JWT_SCOPE, "exp": int(time.time()) + 86400}
+    return pub, jwt_rs256(claims, sign)
 
 
 def nginx_proxy(prefix: Path, port: int, upstream_port: int, upstream_keepalive: int = 64,
@@ -177,9 +217,10 @@ def route_table_toml(n: int, upstream: str = "bench") -> str:
 def ringgate_toml(port: int, upstream_port: int, workers: int = 1, driver: Optional[str] = None,
                   max_idle_per_target: int = 64, bare: bool = False,
                   keepalive_timeout: str = f"{LONG_TIMEOUT_S}s", routes: int = 1,
-                  tls: Optional[tuple[Path, Path]] = None) -> str:
+                  tls: Optional[tuple[Path, Path]] = None, jwt_key: Optional[Path] = None) -> str:
     """ringgate config (see docs/config.md): one listener, one upstream, route prefix "/"
     (or, with routes > 1, the synthetic table of that many routes, see route_table_toml).
+    jwt_key (an RS256 public key PEM) puts route "/" behind the JWT policy JWT_POLICY (docs/auth.md).
 
     bare=True switches off X-Forwarded-* and X-Request-Id, which nginx/haproxy
     as configured here do not add either.
@@ -219,8 +260,19 @@ def ringgate_toml(port: int, upstream_port: int, workers: int = 1, driver: Optio
         f'idle_timeout = "{LONG_TIMEOUT_S}s"',
         "",
     ]
+    if jwt_key:
+        lines += [
+            "[[auth]]",
+            f'name = "{JWT_POLICY}"',
+            f'issuers = ["{JWT_ISSUER}"]',
+            f'keys = [{{ algorithm = "RS256", pem_file = "{jwt_key}" }}]',
+            "",
+        ]
     if routes > 1:
         lines.append(route_table_toml(routes))
     else:
-        lines += ["[[routes]]", 'prefix = "/"', 'upstream = "bench"', ""]
+        lines += ["[[routes]]", 'prefix = "/"', 'upstream = "bench"']
+        if jwt_key:
+            lines += [f'auth = "{JWT_POLICY}"', f'scopes = ["{JWT_SCOPE}"]']
+        lines.append("")
     return "\n".join(lines)

@@ -59,20 +59,29 @@ def parse_wrk(text: str) -> dict:
     return out
 
 
+def header_args(headers: Sequence[str]) -> list[str]:
+    """`-H "Name: value"` per header: the spelling of both wrk and oha."""
+    return [a for h in headers for a in ("-H", h)]
+
+
+def command_text(args: Sequence[str]) -> str:
+    """A command line for the report, bearer tokens elided (long, and not worth keeping)."""
+    return re.sub(r"(Authorization: Bearer )\S+", r"\1…", " ".join(args), flags=re.I)
+
+
 def run_wrk(url: str, duration_s: float, connections: int = 64, threads: int = 1,
             cpu: Optional[int] = None, wrk_bin: str = "wrk", latency: bool = True,
             headers: Sequence[str] = ()) -> dict:
     cmd = [wrk_bin, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration_s))}s"]  # wrk: whole s
     if latency:
         cmd.append("--latency")
-    for h in headers:
-        cmd += ["-H", h]
+    cmd += header_args(headers)
     cmd.append(url)
     cp = run_bounded(cmd, cpu, timeout=duration_s + SLACK_S)
     if cp.returncode != 0:
         raise RuntimeError(f"wrk exited {cp.returncode}: {cp.stderr.strip()[-1000:]}")
     res = parse_wrk(cp.stdout)
-    res["command"] = " ".join(cp.args)
+    res["command"] = command_text(cp.args)
     return res
 
 
@@ -138,7 +147,8 @@ def parse_oha_json(obj: dict) -> dict:
 
 
 def run_oha(url: str, rate: float, duration_s: float, connections: int = 50,
-            cpu: Optional[int] = None, oha_bin: str = "oha", worker_threads: int = 1) -> dict:
+            cpu: Optional[int] = None, oha_bin: str = "oha", worker_threads: int = 1,
+            headers: Sequence[str] = ()) -> dict:
     flags = oha_flags(oha_bin)
     cmd = [oha_bin, "-z", _dur(duration_s), "-q", str(rate), "-c", str(connections)]
     if flags["latency_correction"]:
@@ -148,6 +158,7 @@ def run_oha(url: str, rate: float, duration_s: float, connections: int = 50,
     if flags["worker_threads"]:
         cmd += ["--worker-threads", str(worker_threads)]
     cmd += flags["json"]
+    cmd += header_args(headers)
     if url.startswith("https://"):
         cmd.append("--insecure")  # the benchmark's own self-signed certificate
     cmd.append(url)
@@ -160,7 +171,7 @@ def run_oha(url: str, rate: float, duration_s: float, connections: int = 50,
         raise RuntimeError(f"oha printed no JSON ({e}): {cp.stdout[:500]!r} {cp.stderr[-500:]!r}") from None
     res = parse_oha_json(obj)
     res["target_rps"] = rate
-    res["command"] = " ".join(cp.args)
+    res["command"] = command_text(cp.args)
     return res
 
 

@@ -14,7 +14,9 @@ import socket
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
+
+from .procs import get_request
 
 
 def raise_nofile(want: int) -> tuple[int, int]:
@@ -67,6 +69,7 @@ class IdleConnections:
     count: int
     in_flight: int = 512          # handshakes/requests outstanding at once
     timeout_s: float = 60.0
+    headers: Sequence[str] = ()   # extra request header lines ("Name: value")
     socks: list = field(default_factory=list)
     ok: int = 0
     failed: int = 0
@@ -78,7 +81,7 @@ class IdleConnections:
         self.errors[what] = self.errors.get(what, 0) + 1
 
     def open(self) -> "IdleConnections":
-        req = f"GET / HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n\r\n".encode()
+        req = get_request(self.host, self.port, headers=self.headers)
         sel = selectors.DefaultSelector()
         started = 0
         active = 0

@@ -170,12 +170,21 @@ def client_tls():
     return ctx
 
 
+def get_request(host: str, port: int, path: str = "/", headers: Sequence[str] = (),
+                close: bool = False) -> bytes:
+    """The bytes of a GET request, with extra header lines ("Name: value")."""
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", *headers]
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
 def http_get(host: str, port: int, path: str = "/", timeout: float = 2.0,
-             tls: bool = False) -> tuple[int, bytes]:
+             tls: bool = False, headers: Sequence[str] = ()) -> tuple[int, bytes]:
     """One HTTP/1.1 GET with Connection: close; returns (status, body). Minimal, for health checks."""
     raw = socket.create_connection((host, port), timeout=timeout)
     with (client_tls().wrap_socket(raw, server_hostname="bench.test") if tls else raw) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(get_request(host, port, path, headers, close=True))
         buf = b""
         while True:
             chunk = s.recv(65536)
@@ -189,8 +198,10 @@ def http_get(host: str, port: int, path: str = "/", timeout: float = 2.0,
 
 
 def wait_http_ok(host: str, port: int, timeout: float, proc: Optional[Proc] = None,
-                 expect_body: Optional[bytes] = None, tls: bool = False) -> None:
-    """Poll until GET / answers 200 (and body matches), or raise RuntimeError with the proc's logs."""
+                 expect_body: Optional[bytes] = None, tls: bool = False,
+                 headers: Sequence[str] = ()) -> None:
+    """Poll until GET / (with `headers`) answers 200 (and body matches), or raise RuntimeError with
+    the proc's logs."""
     deadline = time.monotonic() + timeout
     last = "no attempt"
     while time.monotonic() < deadline:
@@ -198,7 +209,7 @@ def wait_http_ok(host: str, port: int, timeout: float, proc: Optional[Proc] = No
             raise RuntimeError(f"{proc.name} exited with {proc.returncode()} before answering\n"
                                + proc.output_tail())
         try:
-            status, body = http_get(host, port, timeout=1.0, tls=tls)
+            status, body = http_get(host, port, timeout=1.0, tls=tls, headers=headers)
             if status == 200 and (expect_body is None or body == expect_body):
                 return
             last = f"status {status}, body {body[:80]!r}"

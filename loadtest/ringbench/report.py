@@ -5,11 +5,18 @@ import json
 from pathlib import Path
 
 from .stats import fmt_summary
-
+from .suite import JWT_BASELINE, JWT_CPU_TARGET_US, JWT_TARGET
 
 
 def _ms(s, signed=False):
     return fmt_summary(s, digits=3, signed=signed)
+
+
+def _delta(s, digits: int, ok) -> str:
+    """A signed difference, marked ✅/❌ by whether its median meets the target (`ok(median)`)."""
+    if s is None:
+        return "–"
+    return fmt_summary(s, digits, signed=True) + (" ✅" if ok(s["median"]) else " ❌")
 
 
 def _table(header: list, rows: list) -> list:
@@ -87,6 +94,23 @@ def markdown(result: dict) -> str:
         L.append("")
         L += _per_rate_table(proxies, rates, added, ("+p50 @{r}/s", "+p99 @{r}/s"),
                              lambda s: (_ms(s.get("p50_ms"), True), _ms(s.get("p99_ms"), True)))
+
+    jwt = summ.get("jwt")
+    if jwt:
+        L.append(f"## JWT route vs the same route without auth ({JWT_TARGET} − {JWT_BASELINE}, "
+                 "paired per round)")
+        L.append("")
+        L.append(f"One repeated token. Targets (issue 5): under {JWT_CPU_TARGET_US:g} µs more proxy CPU per "
+                 "request, no more added p99.")
+        L.append("")
+
+        def cpu(s):
+            return _delta(s.get("proxy_cpu_us_per_req"), 1, lambda m: m < JWT_CPU_TARGET_US)
+        jlat = jwt.get("latency", {})
+        rows = [["wrk saturation", cpu(jwt.get("saturation", {})), "–"]]
+        rows += [[f"{r}/s", cpu(jlat.get(r, {})), _delta(jlat.get(r, {}).get("p99_ms"), 3, lambda m: m <= 0)]
+                 for r in rates]
+        L += _table(["load", "Δ proxy CPU µs/req", "Δ added p99, ms"], rows)
 
     hs = summ.get("handshake", {})
     if hs:

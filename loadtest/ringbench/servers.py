@@ -26,6 +26,7 @@ class Server:
     proc: Optional[Proc] = None
     path: str = "/"  # what the load generators request
     tls: bool = False  # served over TLS (https)
+    headers: tuple[str, ...] = ()  # request header lines ("Name: value") every client sends
 
     def start(self) -> None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -51,7 +52,8 @@ class Server:
         return f"{'https' if self.tls else 'http'}://{HOST}:{self.port}{self.path}"
 
     def wait_ready(self, timeout: float = 15.0) -> None:
-        wait_http_ok(HOST, self.port, timeout, proc=self.proc, expect_body=EXPECT_BODY, tls=self.tls)
+        wait_http_ok(HOST, self.port, timeout, proc=self.proc, expect_body=EXPECT_BODY, tls=self.tls,
+                     headers=self.headers)
 
 
 class NginxServer(Server):
@@ -111,9 +113,13 @@ class RinggateServer(Server):
 
     def __init__(self, name: str, binary: Path, driver: str, port: int, upstream_port: int,
                  work_dir: Path, cpu: Optional[int], workers: int = 1, bare: bool = False,
-                 routes: int = 1, tls: Optional[tuple[Path, Path]] = None):
+                 routes: int = 1, tls: Optional[tuple[Path, Path]] = None,
+                 jwt: Optional[tuple[Path, str]] = None):
+        """jwt = (RS256 public key PEM, token): route "/" requires a JWT, clients send the token."""
         self.name = name
         self.tls = tls is not None
+        if jwt:
+            self.headers = (f"Authorization: Bearer {jwt[1]}",)
         if routes > 1:
             self.path = configs.ROUTED_PATH
         self.binary = Path(binary)
@@ -124,7 +130,8 @@ class RinggateServer(Server):
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf_path = self.dir / "ringgate.toml"
         self.conf_path.write_text(configs.ringgate_toml(port, upstream_port, workers=workers,
-                                                        driver=driver, bare=bare, routes=routes, tls=tls))
+                                                        driver=driver, bare=bare, routes=routes, tls=tls,
+                                                        jwt_key=jwt[0] if jwt else None))
         self.banner: Optional[str] = None
 
     def start(self) -> None:

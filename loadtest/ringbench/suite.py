@@ -17,16 +17,27 @@ from .memory import IdleConnections
 from .servers import HOST, DirectTarget, HaproxyServer, NginxServer, RinggateServer, Server
 
 ALL_TARGETS = ["direct", "ringgate-uring", "ringgate-epoll", "nginx-proxy", "haproxy",
-               "ringgate-routes10", "ringgate-routes10k", "ringgate-tls", "nginx-tls"]
+               "ringgate-routes10", "ringgate-routes10k", "ringgate-tls", "nginx-tls", "ringgate-jwt"]
 # TLS scenario (issue 4): TLS termination in front of the same plain upstream, same certificate.
 TLS_TARGETS = ["ringgate-tls", "nginx-tls"]
 # Route-table scenario (issue 3): ringgate on io_uring with a 10- or 10,000-route table, loaded on a
 # parameterized route (configs.ROUTED_PATH); compare their added latency within one run.
 ROUTE_TABLE_TARGETS = {"ringgate-routes10": 10, "ringgate-routes10k": 10_000}
+# JWT scenario (issue 5): ringgate on io_uring whose route "/" requires an RS256 token, loaded with one
+# repeated token (a verified-token cache hit after the first request), beside the same route without auth.
+JWT_TARGET, JWT_BASELINE = "ringgate-jwt", "ringgate-uring"
+JWT_CPU_TARGET_US = 1.0  # the JWT route may cost less than this much more proxy CPU per request
 DEFAULT_TARGETS = ["direct", "ringgate-uring", "ringgate-epoll", "nginx-proxy"]
 DIRECT_P99_WARN_MS = 1.0      # direct p99 above this at a fixed rate → warning
 RATE_SHORTFALL = 0.95          # achieved < 95% of the asked rate → warning
 RSS_TARGET_MIB = 64.0
+
+
+def default_targets(tls: bool = False, jwt: bool = False) -> list[str]:
+    """The targets when none are named: a scenario's own (direct first), or DEFAULT_TARGETS."""
+    if not (tls or jwt):
+        return list(DEFAULT_TARGETS)
+    return ["direct"] + (TLS_TARGETS if tls else []) + ([JWT_BASELINE, JWT_TARGET] if jwt else [])
 
 
 @dataclass
@@ -50,6 +61,7 @@ class Options:
     settle_s: float = 1.0
     warmup_s: float = 2.0
     tls_cert: Optional[tuple] = None  # (cert, key), made at start when a TLS target is selected
+    jwt: Optional[tuple] = None  # (public key PEM, token), made at start when ringgate-jwt is selected
 
 
 class Suite:
@@ -70,6 +82,8 @@ class Suite:
         o.work_dir.mkdir(parents=True, exist_ok=True)
         if any(t in TLS_TARGETS for t in o.targets):
             o.tls_cert = configs.make_cert(o.work_dir / "tls")
+        if JWT_TARGET in o.targets:
+            o.jwt = configs.make_jwt(o.work_dir / "jwt")
         up_port = _free_port()
         self.upstream = NginxServer("upstream", lambda prefix: configs.nginx_upstream(prefix, up_port),
                                     up_port, o.work_dir, o.cpu_upstream)
@@ -98,23 +112,16 @@ class Suite:
             port = _free_port()
             return NginxServer(name, lambda prefix: configs.nginx_proxy(prefix, port, up_port, tls=o.tls_cert),
                                port, o.work_dir, o.cpu_proxy, tls=True)
-        if name == "ringgate-tls":
-            if o.ringgate_bin is None:
-                raise RuntimeError("ringgate target selected but no ringgate binary")
-            return RinggateServer(name, o.ringgate_bin, "uring", _free_port(), up_port, o.work_dir,
-                                  o.cpu_proxy, workers=1, bare=o.ringgate_bare, tls=o.tls_cert)
-        if name in ROUTE_TABLE_TARGETS:
-            if o.ringgate_bin is None:
-                raise RuntimeError("ringgate target selected but no ringgate binary")
-            return RinggateServer(name, o.ringgate_bin, "uring", _free_port(), up_port, o.work_dir,
-                                  o.cpu_proxy, workers=1, bare=o.ringgate_bare,
-                                  routes=ROUTE_TABLE_TARGETS[name])
         if name.startswith("ringgate-"):
-            driver = name.split("-", 1)[1]
             if o.ringgate_bin is None:
                 raise RuntimeError("ringgate target selected but no ringgate binary")
+            # ringgate-uring and ringgate-epoll name their driver; the scenario targets run on io_uring
+            driver = name.split("-", 1)[1] if name in ("ringgate-uring", "ringgate-epoll") else "uring"
             return RinggateServer(name, o.ringgate_bin, driver, _free_port(), up_port, o.work_dir,
-                                  o.cpu_proxy, workers=1, bare=o.ringgate_bare)
+                                  o.cpu_proxy, workers=1, bare=o.ringgate_bare,
+                                  routes=ROUTE_TABLE_TARGETS.get(name, 1),
+                                  tls=o.tls_cert if name == "ringgate-tls" else None,
+                                  jwt=o.jwt if name == JWT_TARGET else None)
         raise ValueError(f"unknown target {name!r} (known: {', '.join(ALL_TARGETS)})")
 
     def stop(self) -> None:
@@ -182,7 +189,8 @@ class Suite:
         o = self.o
         srv = self.servers[name]
         res = self._measured(name, lambda: loadgen.run_wrk(srv.url, duration_s, o.wrk_connections,
-                                                           o.wrk_threads, o.cpu_loadgen), "requests")
+                                                           o.wrk_threads, o.cpu_loadgen,
+                                                           headers=srv.headers), "requests")
         if res.get("errors"):
             self.warnings.append(f"{name} saturation: {res['errors']} errors "
                                  f"(socket {res.get('socket_errors')}, non-2xx {res.get('non_2xx')})")
@@ -192,7 +200,7 @@ class Suite:
         o = self.o
         srv = self.servers[name]
         res = self._measured(name, lambda: loadgen.run_oha(srv.url, rate, duration_s, o.oha_connections,
-                                                           o.cpu_loadgen), "responses")
+                                                           o.cpu_loadgen, headers=srv.headers), "responses")
         if res.get("real_errors"):
             self.warnings.append(f"{name} @{rate}/s: {res['real_errors']} failed requests "
                                  f"(codes {res.get('status_codes')}, errors {res.get('errors')})")
@@ -240,7 +248,8 @@ class Suite:
             time.sleep(o.settle_s)
             res = self._measured(name, lambda: loadgen.run_wrk(srv.url, o.duration_s, o.wrk_connections,
                                                                o.wrk_threads, o.cpu_loadgen,
-                                                               headers=["Connection: close"]), "requests")
+                                                               headers=[*srv.headers, "Connection: close"]),
+                                 "requests")
             rnd["handshake"][name] = res
             self.log(f"  wrk {name:15s} new connection per request: {_brief_wrk(res)}")
             if not srv.tls:
@@ -270,7 +279,7 @@ class Suite:
             pids = srv.cpu_pids() or [pid]
             rss0 = sum(procfs.rss_kib(p) or 0 for p in pids)
             self.log(f"memory {name}: opening {o.memory_connections} idle keep-alive connections")
-            conns = IdleConnections(HOST, srv.port, o.memory_connections).open()
+            conns = IdleConnections(HOST, srv.port, o.memory_connections, headers=srv.headers).open()
             try:
                 time.sleep(1.0)
                 rss1 = sum(procfs.rss_kib(p) or 0 for p in pids)
@@ -309,7 +318,7 @@ class Suite:
         rounds = self.result["rounds"]
         summ: dict = {"saturation": {}, "latency": {}, "added": {}}
         for name in o.targets:
-            sat = [r["saturation"].get(name, {}) for r in rounds]
+            sat = _runs(rounds, name)
             summ["saturation"][name] = {
                 k: stats.summarize(x.get(k) for x in sat if "error" not in x)
                 for k in ("rps", "proxy_cpu_us_per_req", "proxy_cpu_pct", "cpu_proxy_busy_us_per_req",
@@ -319,21 +328,16 @@ class Suite:
             key = str(rate)
             summ["latency"][key] = {}
             summ["added"][key] = {}
-            direct = [r["latency"].get(key, {}).get("direct", {}) for r in rounds]
+            direct = _runs(rounds, "direct", key)
             for name in o.targets:
-                lat = [r["latency"].get(key, {}).get(name, {}) for r in rounds]
+                lat = _runs(rounds, name, key)
                 ok = [x for x in lat if "error" not in x]
                 summ["latency"][key][name] = {
                     k: stats.summarize(x.get(k) for x in ok)
                     for k in ("p50_ms", "p99_ms", "achieved_rps", "proxy_cpu_us_per_req")
                 }
                 if name != "direct" and "direct" in o.targets:
-                    def pick(lst, k):
-                        return [x.get(k) if "error" not in x else None for x in lst]
-                    summ["added"][key][name] = {
-                        k: stats.summarize(stats.paired_differences(pick(lat, k), pick(direct, k)))
-                        for k in ("p50_ms", "p99_ms")
-                    }
+                    summ["added"][key][name] = {k: _paired(lat, direct, k) for k in ("p50_ms", "p99_ms")}
             # direct must keep up with the asked rate at a low p99, else the machine is the bottleneck
             for r in rounds:
                 d = r["latency"].get(key, {}).get("direct")
@@ -368,6 +372,15 @@ class Suite:
                                for k in ("rps", "proxy_cpu_us_per_req", "resumed")}
                         for kind in ("full", "resumed")
                     }
+        if JWT_TARGET in o.targets and JWT_BASELINE in o.targets:
+            # the JWT route − the same route without auth, paired per round; at a fixed rate the p99
+            # difference is also the difference of their added p99 (direct cancels out)
+            def versus(rate: Optional[str], k: str) -> Optional[dict]:
+                return _paired(_runs(rounds, JWT_TARGET, rate), _runs(rounds, JWT_BASELINE, rate), k)
+            cpu = "proxy_cpu_us_per_req"
+            summ["jwt"] = {"saturation": {cpu: versus(None, cpu)},
+                           "latency": {str(r): {k: versus(str(r), k) for k in (cpu, "p99_ms")}
+                                       for r in o.rates}}
         self.result["summary"] = summ
         return summ
 
@@ -381,6 +394,18 @@ class Suite:
             self.stop()
         self.summarize()
         return self.result
+
+
+def _runs(rounds: list, name: str, rate: Optional[str] = None) -> list[dict]:
+    """Target name's result in each round: its wrk saturation run, or its oha run at `rate`."""
+    return [(r["saturation"] if rate is None else r["latency"].get(rate, {})).get(name, {}) for r in rounds]
+
+
+def _paired(runs: list[dict], base: list[dict], k: str) -> Optional[dict]:
+    """Summary of runs[i][k] − base[i][k] over the rounds where neither failed."""
+    def pick(lst):
+        return [x.get(k) if "error" not in x else None for x in lst]
+    return stats.summarize(stats.paired_differences(pick(runs), pick(base)))
 
 
 def _free_port() -> int:

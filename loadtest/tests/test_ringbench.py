@@ -1,13 +1,19 @@
 """Unit tests for the parts of ringbench that need no servers: python3 -m unittest discover loadtest/tests"""
+import base64
+import json
+import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import unittest
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ringbench import configs, loadgen, memory, procfs, report, stats  # noqa: E402
+from ringbench import configs, loadgen, memory, procfs, procs, report, stats, suite  # noqa: E402
 
 WRK_OUT = """Running 10s test @ http://127.0.0.1:8080/
   1 threads and 64 connections
@@ -67,6 +73,26 @@ class OhaParse(unittest.TestCase):
         self.assertEqual(loadgen.parse_oha_json(obj)["real_errors"], 5)
 
 
+class OhaCommand(unittest.TestCase):
+    def run_oha(self, **kw):
+        flags = {"json": ["--output-format", "json"], "worker_threads": True, "latency_correction": True,
+                 "no_tui": True}
+        with mock.patch.object(loadgen, "oha_flags", return_value=flags), \
+                mock.patch.object(loadgen, "run_bounded") as run:
+            run.side_effect = lambda cmd, cpu, timeout: subprocess.CompletedProcess(
+                cmd, 0, json.dumps(OHA_JSON), "")
+            res = loadgen.run_oha("http://127.0.0.1:1/", 2000, 2.0, **kw)
+        return run.call_args.args[0], res
+
+    def test_headers(self):
+        cmd, res = self.run_oha(headers=["Authorization: Bearer abc.def.ghi", "X-A: b"])
+        self.assertEqual(cmd[cmd.index("-H") + 1], "Authorization: Bearer abc.def.ghi")
+        self.assertEqual(cmd.count("-H"), 2)
+        self.assertEqual(cmd[-1], "http://127.0.0.1:1/")
+        self.assertIn("-H Authorization: Bearer … -H X-A: b", res["command"])  # the token is not kept
+        self.assertNotIn("-H", self.run_oha()[0])
+
+
 class Stats(unittest.TestCase):
     def test_summary(self):
         s = stats.summarize([3.0, None, 1.0, 2.0])
@@ -102,6 +128,18 @@ class Configs(unittest.TestCase):
         self.assertFalse(t["forwarding"]["request_id"])
         self.assertNotIn("forwarding", tomllib.loads(configs.ringgate_toml(1, 2)))
 
+    def test_ringgate_toml_jwt(self):
+        import tomllib
+        text = configs.ringgate_toml(8080, 9000, jwt_key=Path("/k/jwt.pub.pem"))
+        self.assertIn('keys = [{ algorithm = "RS256", pem_file = "/k/jwt.pub.pem" }]', text)
+        self.assertIn('auth = "bench"', text)
+        t = tomllib.loads(text)
+        self.assertEqual(t["auth"], [{"name": "bench", "issuers": ["ringbench"],
+                                      "keys": [{"algorithm": "RS256", "pem_file": "/k/jwt.pub.pem"}]}])
+        self.assertEqual(t["routes"], [{"prefix": "/", "upstream": "bench", "auth": "bench",
+                                        "scopes": ["bench:read"]}])
+        self.assertNotIn("auth", tomllib.loads(configs.ringgate_toml(8080, 9000)))
+
     def test_nginx(self):
         up = configs.nginx_upstream(Path("/tmp/p"), 9000)
         self.assertIn('return 200 "ok";', up)
@@ -117,6 +155,95 @@ class Configs(unittest.TestCase):
         self.assertIn("nbthread 1", h)
         self.assertIn("http-reuse always", h)
         self.assertIn("bind 127.0.0.1:8080", h)
+
+
+def _b64url(part: str) -> bytes:
+    """Decode base64url without padding."""
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+class Jwt(unittest.TestCase):
+    def test_shape(self):
+        claims = {"sub": "bench-user", "iss": "ringbench", "scope": "bench:read", "exp": 2_000_000_000}
+        signed = []
+        token = configs.jwt_rs256(claims, lambda data: signed.append(data) or b"\xff\xfe-signature")
+        parts = token.split(".")
+        self.assertEqual(len(parts), 3)
+        self.assertTrue(all(p and "=" not in p for p in parts))  # base64url without padding
+        self.assertEqual(json.loads(_b64url(parts[0])), {"alg": "RS256", "typ": "JWT"})
+        self.assertEqual(json.loads(_b64url(parts[1])), claims)
+        self.assertEqual(signed, [f"{parts[0]}.{parts[1]}".encode()])
+        self.assertEqual(_b64url(parts[2]), b"\xff\xfe-signature")
+
+    @unittest.skipUnless(shutil.which("openssl"), "openssl not installed")
+    def test_openssl_verifies(self):
+        with tempfile.TemporaryDirectory() as d:
+            pub, token = configs.make_jwt(Path(d) / "jwt")
+            self.assertTrue(pub.is_absolute())
+            self.assertIn(b"BEGIN PUBLIC KEY", pub.read_bytes())
+            head, claims, sig = token.split(".")
+            c = json.loads(_b64url(claims))
+            self.assertEqual((c["iss"], c["scope"], c["sub"]), ("ringbench", "bench:read", "bench-user"))
+            sig_path = Path(d) / "sig"
+            sig_path.write_bytes(_b64url(sig))
+            verify = ["openssl", "dgst", "-sha256", "-verify", str(pub), "-signature", str(sig_path)]
+            ok = subprocess.run(verify, input=f"{head}.{claims}".encode(), capture_output=True)
+            self.assertEqual(ok.returncode, 0, ok.stdout + ok.stderr)
+            bad = subprocess.run(verify, input=f"{head}.{claims}x".encode(), capture_output=True)
+            self.assertNotEqual(bad.returncode, 0)
+
+
+class HealthCheck(unittest.TestCase):
+    def test_sends_headers(self):
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(8)
+        port = srv.getsockname()[1]
+
+        def serve():
+            for _ in range(2):
+                c, _ = srv.accept()
+                req = b""
+                while b"\r\n\r\n" not in req:
+                    req += c.recv(4096)
+                ok = b"\r\nAuthorization: Bearer t.o.k\r\n" in req
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" if ok else
+                          b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+                c.close()
+
+        th = threading.Thread(target=serve, daemon=True)
+        th.start()
+        self.assertEqual(procs.http_get("127.0.0.1", port)[0], 401)
+        procs.wait_http_ok("127.0.0.1", port, 5.0, expect_body=b"ok", headers=["Authorization: Bearer t.o.k"])
+        th.join(5)
+        srv.close()
+
+
+class JwtScenario(unittest.TestCase):
+    def test_default_targets(self):
+        self.assertEqual(suite.default_targets(jwt=True), ["direct", "ringgate-uring", "ringgate-jwt"])
+        self.assertEqual(suite.default_targets(tls=True), ["direct", "ringgate-tls", "nginx-tls"])
+        self.assertEqual(suite.default_targets(), suite.DEFAULT_TARGETS)
+        self.assertIn("ringgate-jwt", suite.ALL_TARGETS)
+
+    def test_summary(self):
+        targets = ["direct", "ringgate-uring", "ringgate-jwt"]
+        s = suite.Suite(suite.Options(repo=Path("."), work_dir=Path("/nonexistent"), targets=targets,
+                                      rates=[2000]), log=lambda _: None)
+
+        def rnd(i, cpu_jwt, p99_jwt):
+            def run(cpu, p99):
+                return {"rps": 1.0, "proxy_cpu_us_per_req": cpu, "p99_ms": p99, "achieved_rps": 2000.0}
+            return {"round": i, "saturation": {"direct": run(None, 0.2), "ringgate-uring": run(10.0, 0.3),
+                                               "ringgate-jwt": run(cpu_jwt, 0.3)},
+                    "latency": {"2000": {"direct": run(None, 0.2), "ringgate-uring": run(12.0, 0.30),
+                                         "ringgate-jwt": run(cpu_jwt + 2.0, p99_jwt)}}}
+        s.result["rounds"] = [rnd(1, 10.5, 0.32), rnd(2, 10.25, 0.29), rnd(3, 10.75, 0.31)]
+        jwt = s.summarize()["jwt"]
+        self.assertAlmostEqual(jwt["saturation"]["proxy_cpu_us_per_req"]["median"], 0.5)
+        self.assertAlmostEqual(jwt["latency"]["2000"]["proxy_cpu_us_per_req"]["median"], 0.5)
+        self.assertAlmostEqual(jwt["latency"]["2000"]["p99_ms"]["median"], 0.01)
+        self.assertAlmostEqual(jwt["latency"]["2000"]["p99_ms"]["min"], -0.01)
 
 
 class Procfs(unittest.TestCase):
@@ -178,6 +305,14 @@ class Report(unittest.TestCase):
         }
         md = report.markdown(result)
         self.assertIn("| nginx-proxy | +0.100 | −0.010 |", md)
+        self.assertNotIn("JWT", md)
+        result["summary"]["jwt"] = {
+            "saturation": {"proxy_cpu_us_per_req": s([0.4, 0.6])},
+            "latency": {"2000": {"proxy_cpu_us_per_req": s([1.5]), "p99_ms": s([-0.002])}},
+        }
+        md = report.markdown(result)
+        self.assertIn("| wrk saturation | +0.5 (+0.4–+0.6) ✅ | – |", md)
+        self.assertIn("| 2000/s | +1.5 ❌ | −0.002 ✅ |", md)
         self.assertIn("40.0 MiB ✅", md)
         self.assertIn("`loadtest/run --smoke`", md)
 

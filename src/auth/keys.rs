@@ -71,7 +71,14 @@ pub fn pem(alg: Algorithm, kid: Option<&str>, pem: &[u8]) -> Result<Key, String>
         F::Ec => DecodingKey::from_ec_pem(pem),
         F::Ed => DecodingKey::from_ed_pem(pem),
     }
-    .map_err(|e| format!("not a {:?} public key in PEM ({e})", alg.family()))?;
+    .map_err(|e| {
+        let kind = match alg.family() {
+            F::Rsa => "an RSA",
+            F::Ec => "an EC",
+            _ => "an Ed25519",
+        };
+        format!("not {kind} public key in PEM ({e})")
+    })?;
     Ok(Key { kid: kid.map(Into::into), alg, decoding })
 }
 

@@ -18,7 +18,7 @@ use crate::route::Route;
 
 static POLICY_IDS: AtomicU64 = AtomicU64::new(1);
 
-/// Every policy; a policy with errors is left out (and the config refused).
+/// Every policy; a policy with errors is left out (and the config refused, with its errors).
 pub(super) fn validate_policies(c: &mut Checker, raw: &[Spanned<RawAuth>]) -> Vec<Arc<AuthPolicy>> {
     let mut out: Vec<Arc<AuthPolicy>> = Vec::new();
     for (i, p) in raw.iter().enumerate() {
@@ -285,11 +285,13 @@ fn one_key(c: &mut Checker, sk: &Spanned<RawKey>, key: &str) -> Loaded {
 
 /// A route's `auth`, `scopes` and `scopes_match`: its policy (named, or by the policies'
 /// `prefixes`), and the header removals that make the policy's claim headers unspoofable.
+/// `defined` is every `[[auth]]` table, valid or not.
 pub(super) fn route_auth(
     c: &mut Checker,
     i: usize,
     sr: &Spanned<RawRoute>,
     policies: &[Arc<AuthPolicy>],
+    defined: &[Spanned<RawAuth>],
     route: &mut Route,
 ) {
     let r = sr.get_ref();
@@ -299,6 +301,8 @@ pub(super) fn route_auth(
         Some(a) if a.get_ref() == "anonymous" => None,
         Some(a) => match policies.iter().position(|p| &p.name == a.get_ref()) {
             Some(x) => Some(x),
+            // Defined but refused: its own errors say why.
+            None if defined.iter().any(|d| d.get_ref().name.get_ref() == a.get_ref()) => return,
             None => {
                 let known: Vec<&str> = policies.iter().map(|p| p.name.as_str()).collect();
                 c.err(

@@ -415,7 +415,7 @@ fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
     }
 
     let auth = auth::validate_policies(c, &raw.auth);
-    let (routes, router) = routes::validate_routes(c, &raw.routes, &upstreams, default_body, &auth);
+    let (routes, router) = routes::validate_routes(c, &raw.routes, &upstreams, default_body, &auth, &raw.auth);
 
     let admin = raw.admin.as_ref().and_then(|a| match &a.address {
         None => Some(SocketAddr::from(([127, 0, 0, 1], 9901))),

@@ -396,6 +396,7 @@ pub(super) fn validate_routes(
     upstreams: &[UpstreamCfg],
     default_body: u64,
     policies: &[std::sync::Arc<crate::auth::AuthPolicy>],
+    defined: &[Spanned<super::file::RawAuth>],
 ) -> (Vec<Route>, Router) {
     if raw.is_empty() {
         c.err(None, "routes", "no route configured (add a [[routes]] table with prefix = \"/\" and upstream = NAME)");
@@ -405,7 +406,7 @@ pub(super) fn validate_routes(
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (i, sr) in raw.iter().enumerate() {
         let Some(mut ch) = one_route(c, i, sr, upstreams, default_body) else { continue };
-        super::auth::route_auth(c, i, sr, policies, &mut ch.route);
+        super::auth::route_auth(c, i, sr, policies, defined, &mut ch.route);
         if let Some(&prev) = seen.get(&ch.route.name) {
             if ch.explicit_name {
                 c.err(

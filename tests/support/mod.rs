@@ -8,6 +8,8 @@
 pub mod client;
 pub mod gateway;
 pub mod http;
+pub mod jwks;
+pub mod jwt;
 pub mod pki;
 pub mod upstream;
 
