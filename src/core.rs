@@ -102,6 +102,8 @@ pub struct Stats {
     pub tls_handshake_failures: AtomicU64,
     /// Connections cut off for not finishing a TLS handshake in time.
     pub tls_handshake_timeouts: AtomicU64,
+    /// Requests a dry-run rate limit would have refused.
+    pub ratelimit_dry_run: AtomicU64,
 }
 
 pub static STATS: Stats = Stats {
@@ -110,6 +112,7 @@ pub static STATS: Stats = Stats {
     tls_handshakes: AtomicU64::new(0),
     tls_handshake_failures: AtomicU64::new(0),
     tls_handshake_timeouts: AtomicU64::new(0),
+    ratelimit_dry_run: AtomicU64::new(0),
 };
 
 pub fn shutting_down() -> bool {
@@ -187,6 +190,8 @@ pub struct Worker {
     pub pool: Pool,
     /// Verified JWTs (this core's; see `auth::cache`).
     pub tokens: RefCell<crate::auth::cache::TokenCache>,
+    /// Rate-limit tokens leased from the shared tables (this core's; see `ratelimit::lease`).
+    pub leases: RefCell<crate::ratelimit::lease::Leases>,
     rr: Cell<usize>,
     pub connections: Cell<usize>,
     pub in_flight: Cell<usize>,
@@ -212,6 +217,7 @@ impl Worker {
             snapshot: LocalSnapshot::new(shared),
             pool: Pool::default(),
             tokens: RefCell::new(crate::auth::cache::TokenCache::default()),
+            leases: RefCell::new(crate::ratelimit::lease::Leases::default()),
             rr: Cell::new(id),
             connections: Cell::new(0),
             in_flight: Cell::new(0),

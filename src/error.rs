@@ -31,6 +31,9 @@ pub enum ProxyError {
     /// The route's JWT policy refused the request (the token is never part of the message).
     #[error("authentication: {0}")]
     Auth(#[from] crate::auth::AuthError),
+    /// A rate limit refused the request; the 429's extra header lines.
+    #[error("rate limited by policy {}", .0.policy)]
+    RateLimited(Box<crate::ratelimit::Limited>),
     #[error("client connection failed: {0}")]
     ClientIo(std::io::Error),
     // The upstream's side.
@@ -87,6 +90,7 @@ impl ProxyError {
             ProxyError::BadPath => a(400, false),
             ProxyError::MethodNotAllowed(_) => a(405, false),
             ProxyError::Auth(e) => a(e.status(), false),
+            ProxyError::RateLimited(_) => a(429, false),
             ProxyError::ClientIo(_) => None,
             ProxyError::UpstreamConnect(_) => a(502, false),
             ProxyError::UpstreamTimeout => a(504, false),

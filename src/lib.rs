@@ -19,6 +19,7 @@ pub mod hash;
 pub mod http;
 pub mod net;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod reload;
 pub mod route;
 pub mod router;

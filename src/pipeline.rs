@@ -129,6 +129,26 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
             Some(crate::auth::authorize(policy, ra, &head, &s.req, crate::auth::unix_now(), &mut cache)?)
         }
     };
+    // Rate limits: after authentication (they may key on the principal), before any answer.
+    let mut limit_lines = BytesMut::new();
+    if !route.rate_limits.is_empty() {
+        let client_ip = if c.trusted_peer(snap) {
+            crate::ratelimit::forwarded_client(&head, &s.req, snap).unwrap_or(&c.client_ip)
+        } else {
+            &c.client_ip
+        };
+        let input = crate::ratelimit::KeyInput {
+            head: &head,
+            req: &s.req,
+            client_ip,
+            route: route.name.as_bytes(),
+            principal: principal.as_deref(),
+        };
+        let mut leases = w.leases.borrow_mut();
+        let now = crate::ratelimit::now_ns();
+        crate::ratelimit::check(&snap.rate_limits, &route.rate_limits, &input, &mut leases, now, &mut limit_lines)
+            .map_err(|l| ProxyError::RateLimited(Box::new(l)))?;
+    }
     let (upstream, max_body, t) = match &route.action {
         Action::Proxy { upstream, max_body_bytes, timeouts, .. } => (*upstream, *max_body_bytes, *timeouts),
         _ => {
@@ -302,7 +322,13 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         ResponseFraming::UntilClose => Some(BodyReader::UntilClose),
     };
     let mut out = std::mem::take(&mut s.iov);
-    let ctx = ResponseCtx { client_minor: s.req.minor, conn: mode, dechunk, headers: &route.response_headers };
+    let ctx = ResponseCtx {
+        client_minor: s.req.minor,
+        conn: mode,
+        dechunk,
+        headers: &route.response_headers,
+        extra_lines: &limit_lines,
+    };
     forward_response_head(&resp_head, &s.resp, &ctx, &mut s.extra, out.bufs_mut());
     drop(resp_head);
     if let Some(b) = rbody.as_mut() {

@@ -220,6 +220,8 @@ pub struct Route {
     pub response_headers: HeaderOps,
     /// The route's JWT policy and scopes (None = no authentication).
     pub auth: Option<crate::auth::RouteAuth>,
+    /// Rate-limit policies (indexes into the snapshot's), all checked in order.
+    pub rate_limits: Vec<usize>,
 }
 
 /// Whether a status's response carries no body (RFC 9110 §15.3.5, §15.4.5).

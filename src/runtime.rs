@@ -152,6 +152,7 @@ async fn worker_main(spec: WorkerSpec) {
     let mut generation = w.snapshot.get().generation;
     while !shutting_down() {
         monoio::time::sleep(Duration::from_millis(50)).await;
+        w.leases.borrow_mut().sweep(crate::ratelimit::now_ns());
         let snap = w.snapshot.get();
         if last_sweep.elapsed() >= Duration::from_secs(1) || snap.generation != generation {
             generation = snap.generation;

@@ -70,6 +70,8 @@ pub struct Snapshot {
     pub router: Router,
     /// JWT policies; `Route::auth` indexes this.
     pub auth: Vec<Arc<crate::auth::AuthPolicy>>,
+    /// Rate-limit policies; `Route::rate_limits` indexes this.
+    pub rate_limits: Vec<Arc<crate::ratelimit::RateLimitPolicy>>,
     /// Every target's pool key with its group's pool idle timeout (pooled connections under a
     /// key not here are closed).
     pub targets: crate::hash::FxHashMap<PoolKey, Duration>,
@@ -105,6 +107,7 @@ impl Snapshot {
             routes: cfg.routes,
             router: cfg.router,
             auth: cfg.auth,
+            rate_limits: cfg.rate_limits,
             targets,
         }
     }

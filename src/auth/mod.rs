@@ -77,6 +77,8 @@ pub struct RouteAuth {
 pub struct Principal {
     pub subject: Option<Box<str>>,
     pub plan: Option<Box<str>>,
+    /// The client the token was issued to (`client_id`, else `azp`).
+    pub client: Option<Box<str>>,
     pub scopes: Vec<Box<str>>,
     /// `Name: value\r\n` lines for the upstream (the policy's `claims_to_headers`).
     pub header_lines: Bytes,
@@ -228,7 +230,13 @@ impl AuthPolicy {
                 lines.put_slice(b"\r\n");
             }
         }
-        let p = Principal { subject: text("sub"), plan: text(&self.plan_claim), scopes, header_lines: lines.freeze() };
+        let p = Principal {
+            subject: text("sub"),
+            plan: text(&self.plan_claim),
+            client: text("client_id").or_else(|| text("azp")),
+            scopes,
+            header_lines: lines.freeze(),
+        };
         Ok((p, valid_until))
     }
 }

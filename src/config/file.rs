@@ -32,6 +32,41 @@ pub struct RawConfig {
     pub reload: RawReload,
     #[serde(default)]
     pub auth: Vec<Spanned<RawAuth>>,
+    #[serde(default)]
+    pub rate_limits: Vec<Spanned<RawRateLimit>>,
+}
+
+/// `[[rate_limits]]`: a rate-limit policy (docs/ratelimit.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub name: Text,
+    pub key: Option<Text>,
+    pub rate: Text,
+    pub burst: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default)]
+    pub headers: bool,
+    #[serde(default)]
+    pub legacy_headers: bool,
+    pub max_keys: Option<Spanned<i64>>,
+    pub plan_from: Option<Text>,
+    #[serde(default)]
+    pub plan_table: BTreeMap<String, Text>,
+    #[serde(default)]
+    pub plans: Vec<Spanned<RawPlan>>,
+}
+
+/// One plan of a rate-limit policy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlan {
+    pub name: Text,
+    pub rate: Option<Text>,
+    pub burst: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub unlimited: bool,
 }
 
 /// `[[auth]]`: a JWT policy (docs/auth.md).
@@ -229,6 +264,9 @@ pub struct RawRoute {
     #[serde(default)]
     pub scopes: Vec<Text>,
     pub scopes_match: Option<Text>,
+    /// `[[rate_limits]]` policy names, all checked in order.
+    #[serde(default)]
+    pub rate_limits: Vec<Text>,
 }
 
 #[derive(Debug, Deserialize)]

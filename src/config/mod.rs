@@ -6,6 +6,7 @@
 
 mod auth;
 mod file;
+mod ratelimit;
 mod routes;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -67,6 +68,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// JWT policies (routes refer to them by index).
     pub auth: Vec<std::sync::Arc<crate::auth::AuthPolicy>>,
+    /// Rate-limit policies (routes refer to them by index).
+    pub rate_limits: Vec<std::sync::Arc<crate::ratelimit::RateLimitPolicy>>,
     /// The routes compiled (index = position in `routes`).
     pub router: Router,
     /// Admin listener (`POST /reload`, `GET /status`); None = off.
@@ -415,7 +418,16 @@ fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
     }
 
     let auth = auth::validate_policies(c, &raw.auth);
-    let (routes, router) = routes::validate_routes(c, &raw.routes, &upstreams, default_body, &auth, &raw.auth);
+    let rate_limits = ratelimit::validate_policies(c, &raw.rate_limits, workers);
+    let (routes, router) = routes::validate_routes(
+        c,
+        &raw.routes,
+        &upstreams,
+        default_body,
+        &auth,
+        &raw.auth,
+        (&rate_limits, &raw.rate_limits),
+    );
 
     let admin = raw.admin.as_ref().and_then(|a| match &a.address {
         None => Some(SocketAddr::from(([127, 0, 0, 1], 9901))),
@@ -466,6 +478,7 @@ fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
         upstreams,
         routes,
         auth,
+        rate_limits,
         router,
         admin,
         reload,

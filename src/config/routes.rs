@@ -384,6 +384,7 @@ fn one_route(
             request_headers,
             response_headers,
             auth: None,
+            rate_limits: Vec::new(),
         },
         explicit_name,
     })
@@ -397,6 +398,7 @@ pub(super) fn validate_routes(
     default_body: u64,
     policies: &[std::sync::Arc<crate::auth::AuthPolicy>],
     defined: &[Spanned<super::file::RawAuth>],
+    limits: (&[std::sync::Arc<crate::ratelimit::RateLimitPolicy>], &[Spanned<super::file::RawRateLimit>]),
 ) -> (Vec<Route>, Router) {
     if raw.is_empty() {
         c.err(None, "routes", "no route configured (add a [[routes]] table with prefix = \"/\" and upstream = NAME)");
@@ -407,6 +409,7 @@ pub(super) fn validate_routes(
     for (i, sr) in raw.iter().enumerate() {
         let Some(mut ch) = one_route(c, i, sr, upstreams, default_body) else { continue };
         super::auth::route_auth(c, i, sr, policies, defined, &mut ch.route);
+        super::ratelimit::route_limits(c, i, sr, limits.0, limits.1, &mut ch.route);
         if let Some(&prev) = seen.get(&ch.route.name) {
             if ch.explicit_name {
                 c.err(

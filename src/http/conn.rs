@@ -326,6 +326,10 @@ async fn answer(c: &mut ClientConn, w: &Worker, e: &ProxyError, force_close: boo
         // RFC 9110 §15.5.6: a 405 carries Allow.
         extra.push_str(&format!("Allow: {allow}\r\n"));
     }
+    if let ProxyError::RateLimited(l) = e {
+        // RFC 6585 §4 with Retry-After; draft-ietf-httpapi-ratelimit-headers-11 fields.
+        extra.push_str(&l.lines);
+    }
     if let ProxyError::Auth(a) = e {
         // RFC 6750 §3 (RFC 9110 §11.6.1: a 401 carries a challenge).
         extra.push_str(&format!("WWW-Authenticate: {}\r\n", a.challenge()));

@@ -193,6 +193,8 @@ pub struct ResponseCtx<'a> {
     pub dechunk: bool,
     /// The route's response header changes (none for interim and 101 responses).
     pub headers: &'a HeaderOps,
+    /// Lines added for this response only (the rate-limit fields), or empty.
+    pub extra_lines: &'a [u8],
 }
 
 static NO_HEADER_OPS: HeaderOps = HeaderOps { remove: Vec::new(), lines: Bytes::new() };
@@ -200,7 +202,7 @@ static NO_HEADER_OPS: HeaderOps = HeaderOps { remove: Vec::new(), lines: Bytes::
 impl ResponseCtx<'static> {
     /// An interim (1xx) or 101 response: relayed without the route's header changes.
     pub fn plain(conn: ClientConn) -> Self {
-        ResponseCtx { client_minor: 1, conn, dechunk: false, headers: &NO_HEADER_OPS }
+        ResponseCtx { client_minor: 1, conn, dechunk: false, headers: &NO_HEADER_OPS, extra_lines: b"" }
     }
 }
 
@@ -242,6 +244,7 @@ pub fn forward_response_head(
         ClientConn::KeepAlive => {}
     }
     extra.put_slice(&ops.lines);
+    extra.put_slice(ctx.extra_lines);
     extra.put_slice(b"\r\n");
     out.push(extra.split().freeze());
 }
