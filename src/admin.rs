@@ -140,6 +140,7 @@ fn serve(mut s: TcpStream, r: &Reloader) -> std::io::Result<()> {
                     "tls_handshakes": n(&st.tls_handshakes),
                     "tls_handshake_failures": n(&st.tls_handshake_failures),
                     "tls_handshake_timeouts": n(&st.tls_handshake_timeouts),
+                    "ratelimit_dry_run_refusals": n(&st.ratelimit_dry_run),
                 },
             });
             respond(&mut s, 200, "application/json", &format!("{body}\n"))

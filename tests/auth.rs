@@ -658,6 +658,29 @@ fn jwks_first_fetch_failure_answers_no_keys_available() {
     eventually("a retry succeeds", || bearer(&gw, "/", &token).status == 200);
 }
 
+/// A reload that keeps the JWKS URL keeps its key set (no fetch is needed, so an identity
+/// provider that is down during the reload costs nothing), and the old snapshot's source is
+/// shared, not refetched.
+#[test]
+fn reload_keeps_the_jwks_key_set() {
+    let key = TestKey::generate(ES256).with_kid("k1");
+    let server = JwksServer::with_keys(&[key.jwk()]);
+    let up = TestUpstream::echo();
+    let table = policy("p", &[], &[url_key(&server, "1h", "1h")]);
+    let gw = one_route(&up, &table, DRIVER);
+    passes(&gw, "/", &fresh(&key), "the first fetch");
+    let fetched = server.fetches();
+    server.set(Serve::Status(503));
+    // Same policy, one more route: a reload that keeps the URL.
+    gw.write_config(&config(&up, &[("/", "auth = \"p\""), ("/more/", "auth = \"p\"")], &table).render());
+    gw.signal("HUP");
+    eventually("the reload is done", || {
+        gw.output().lines().any(|l| l.contains("reload ok") && l.contains("generation=2"))
+    });
+    passes(&gw, "/more/x", &fresh(&key), "after the reload, with the provider down");
+    assert_eq!(server.fetches(), fetched, "the reload fetched nothing");
+}
+
 // ---- the upstream's view ----
 
 /// claims_to_headers: strings as they are, numbers and booleans as text, arrays joined with
