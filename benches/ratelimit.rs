@@ -66,7 +66,8 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let names: Vec<Vec<u8>> = (0..KEYS).map(|i| format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255).into_bytes()).collect();
+    let names: Vec<Vec<u8>> =
+        (0..KEYS).map(|i| format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255).into_bytes()).collect();
     for n in &names {
         leases.check(&table, key_of(n), now, batch);
     }

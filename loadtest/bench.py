@@ -39,6 +39,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--jwt", action="store_true",
                    help="JWT scenario: direct, ringgate-uring, ringgate-jwt (its route behind an RS256 JWT "
                         "policy, one repeated token)")
+    p.add_argument("--ratelimit", action="store_true",
+                   help="rate-limit scenario: direct, ringgate-uring, ringgate-ratelimit (its route under a "
+                        "rate-limit policy far above the offered rate: the cost of the check)")
     p.add_argument("--quick", action="store_true", help="1 round of 3 s per run")
     p.add_argument("--smoke", action="store_true",
                    help="prove the plumbing: 1 round of 2 s, 1,000 memory connections, no warm-up")
@@ -63,7 +66,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     a = parse_args(argv)
-    default = default_targets(tls=a.tls, jwt=a.jwt)
+    default = default_targets(tls=a.tls, jwt=a.jwt, ratelimit=a.ratelimit)
     targets = [t.strip() for t in (a.targets.split(",") if a.targets else default) if t.strip()]
     if a.with_haproxy and "haproxy" not in targets:
         targets.append("haproxy")

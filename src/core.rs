@@ -168,6 +168,8 @@ pub struct Scratch {
     pub params: crate::router::Params,
     /// The request's timer, re-armed for each wait (see `net::io`); made on first use.
     pub timer: Option<Pin<Box<Sleep>>>,
+    /// What the request did, for metrics and the access log.
+    pub obs: crate::metrics::Obs,
 }
 
 impl Scratch {
@@ -192,6 +194,9 @@ pub struct Worker {
     pub tokens: RefCell<crate::auth::cache::TokenCache>,
     /// Rate-limit tokens leased from the shared tables (this core's; see `ratelimit::lease`).
     pub leases: RefCell<crate::ratelimit::lease::Leases>,
+    /// This core's counters and histograms (copied out on a scrape through `slot`).
+    pub metrics: RefCell<crate::metrics::WorkerMetrics>,
+    pub slot: Arc<crate::metrics::Slot>,
     rr: Cell<usize>,
     pub connections: Cell<usize>,
     pub in_flight: Cell<usize>,
@@ -218,6 +223,8 @@ impl Worker {
             pool: Pool::default(),
             tokens: RefCell::new(crate::auth::cache::TokenCache::default()),
             leases: RefCell::new(crate::ratelimit::lease::Leases::default()),
+            metrics: RefCell::new(crate::metrics::WorkerMetrics { worker: id, ..Default::default() }),
+            slot: crate::metrics::Slot::register(id),
             rr: Cell::new(id),
             connections: Cell::new(0),
             in_flight: Cell::new(0),

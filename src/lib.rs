@@ -9,6 +9,7 @@
 //! Pure layers (no runtime, no sockets): error, config, http::{parse, body, response, write},
 //! router, route, routing, shared. They are what benches/ and unit tests exercise directly.
 
+pub mod accesslog;
 pub mod admin;
 pub mod auth;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod demo;
 pub mod error;
 pub mod hash;
 pub mod http;
+pub mod metrics;
 pub mod net;
 pub mod pipeline;
 pub mod ratelimit;
@@ -27,5 +29,6 @@ pub mod routing;
 pub mod runtime;
 pub mod shared;
 pub mod tls;
+pub mod trace;
 pub mod upgrade;
 pub mod upstream;

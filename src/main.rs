@@ -166,7 +166,7 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source,
                 Some(TlsOpts { acceptor: sc.into(), handshake_timeout: t.handshake_timeout })
             }
         };
-        let proxy = Arc::new(ListenerOpts { proxy: l.proxy.clone(), tls });
+        let proxy = Arc::new(ListenerOpts { proxy: l.proxy.clone(), tls, index });
         for (j, s) in socks.into_iter().enumerate() {
             if cfg.upgrade_socket.is_some() {
                 handover.push((

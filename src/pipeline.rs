@@ -88,17 +88,31 @@ fn idempotent(method: &[u8]) -> bool {
     matches!(method, b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE")
 }
 
-async fn fresh(target: &Target, clock: &Clock, connect_timeout: Duration) -> Result<UpstreamConn, ProxyError> {
-    connect(target, clock.cap(connect_timeout)?).await.map_err(|e| match e.kind() {
+async fn fresh(
+    w: &Worker,
+    group: &UpstreamGroup,
+    target: &Target,
+    clock: &Clock,
+    connect_timeout: Duration,
+) -> Result<UpstreamConn, ProxyError> {
+    let key = crate::metrics::name_key("upstream", &group.name);
+    w.metrics.borrow_mut().upstream(key, &group.name).connect_attempts += 1;
+    let res = connect(target, clock.cap(connect_timeout)?).await.map_err(|e| match e.kind() {
         std::io::ErrorKind::TimedOut => ProxyError::UpstreamTimeout,
         _ => ProxyError::UpstreamConnect(e),
-    })
+    });
+    if res.is_err() {
+        w.metrics.borrow_mut().upstream(key, &group.name).connect_failures += 1;
+    }
+    res
 }
 
 /// Serve one request whose head is parsed in `s.req` (its bytes are at the front of `c.rbuf`).
 /// `s` is the per-core scratch lent to this request (parsed heads, write lists).
 pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snapshot) -> Result<Next, ProxyError> {
     let head = c.rbuf.split_to(s.req.len).freeze();
+    s.obs.bytes_in = head.len() as u64;
+    s.obs.head = Some(head.clone());
     c.requests += 1;
     let framing = s.req.framing();
     c.body_pending = framing != BodyFraming::None;
@@ -120,13 +134,18 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
     // Route.
     let routed = routing::route(snap, &head, &s.req, &mut s.norm, &mut s.params, &mut s.extra)?;
     let route = routed.route;
+    s.obs.route = Some(routed.index);
     // Authentication: before any answer, direct or proxied.
     let principal = match &route.auth {
         None => None,
         Some(ra) => {
             let policy = &snap.auth[ra.policy];
             let mut cache = w.tokens.borrow_mut();
-            Some(crate::auth::authorize(policy, ra, &head, &s.req, crate::auth::unix_now(), &mut cache)?)
+            let res = crate::auth::authorize(policy, ra, &head, &s.req, crate::auth::unix_now(), &mut cache);
+            let outcome = res.as_ref().map_or_else(crate::auth::AuthError::outcome, |_| "allowed");
+            s.obs.auth = outcome;
+            w.metrics.borrow_mut().policy("auth", &policy.name, outcome);
+            Some(res?)
         }
     };
     // Rate limits: after authentication (they may key on the principal), before any answer.
@@ -146,8 +165,25 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         };
         let mut leases = w.leases.borrow_mut();
         let now = crate::ratelimit::now_ns();
-        crate::ratelimit::check(&snap.rate_limits, &route.rate_limits, &input, &mut leases, now, &mut limit_lines)
-            .map_err(|l| ProxyError::RateLimited(Box::new(l)))?;
+        let mut metrics = w.metrics.borrow_mut();
+        let mut outcome = "admitted";
+        let mut decided = |name: &str, o: &'static str| {
+            metrics.policy("ratelimit", name, o);
+            if o != "admitted" && o != "unlimited" {
+                outcome = o;
+            }
+        };
+        let res = crate::ratelimit::check(
+            &snap.rate_limits,
+            &route.rate_limits,
+            &input,
+            &mut leases,
+            now,
+            &mut limit_lines,
+            &mut decided,
+        );
+        s.obs.ratelimit = outcome;
+        res.map_err(|l| ProxyError::RateLimited(Box::new(l)))?;
     }
     let (upstream, max_body, t) = match &route.action {
         Action::Proxy { upstream, max_body_bytes, timeouts, .. } => (*upstream, *max_body_bytes, *timeouts),
@@ -170,9 +206,20 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
     let clock = Clock { deadline: t.total.map(|d| Instant::now() + d) };
 
     // Upstream connection: pooled, or new.
-    let mut up = match w.pool.take(target.key, group.idle_timeout, Instant::now()) {
+    s.obs.upstream = Some((upstream, target.addr));
+    let pooled = w.pool.take(target.key, group.idle_timeout, Instant::now());
+    {
+        let mut m = w.metrics.borrow_mut();
+        let u = m.upstream(crate::metrics::name_key("upstream", &group.name), &group.name);
+        if pooled.is_some() {
+            u.pool_hits += 1;
+        } else {
+            u.pool_misses += 1;
+        }
+    }
+    let mut up = match pooled {
         Some(u) => u,
-        None => fresh(target, &clock, t.connect).await?,
+        None => fresh(w, group, target, &clock, t.connect).await?,
     };
 
     // RFC 9110 §10.1.1: answer 100-continue ourselves once the request is accepted.
@@ -230,13 +277,15 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         iov.seal();
         if let Err(e) = send(&mut up.stream, s, iov, clock.cap(t.idle)?).await {
             if up.reused && attempt == 1 && retryable {
-                up = fresh(target, &clock, t.connect).await?;
+                up = fresh(w, group, target, &clock, t.connect).await?;
                 continue;
             }
             return Err(upstream_write(e));
         }
 
-        // The rest of the body, streamed through the bounded read buffer.
+        // The rest of the body, streamed through the bounded read buffer (time spent waiting on
+        // the client: not the gateway's).
+        let streaming = Instant::now();
         while let Some(b) = body.as_mut().filter(|b| !b.is_done()) {
             match read_into_on(&mut c.stream, &mut c.rbuf, BODY_READ, s.timer(), clock.cap(t.idle)?).await {
                 ReadOutcome::Data(_) => {}
@@ -249,6 +298,10 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
             write_all_on(&mut up.stream, chunk, s.timer(), clock.cap(t.idle)?).await.map_err(upstream_write)?;
         }
         c.body_pending = false;
+        s.obs.bytes_in = head.len() as u64 + body_seen;
+        let sent = Instant::now();
+        s.obs.waits += sent.saturating_duration_since(streaming);
+        s.obs.sent_upstream = Some(sent);
 
         // One deadline for the whole response head, interim 1xx responses included: an upstream
         // dripping bytes or sending endless 1xx cannot keep the exchange alive past it.
@@ -262,7 +315,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
                     && retryable
                     && idempotent(&head[s.req.method.clone()]) =>
             {
-                up = fresh(target, &clock, t.connect).await?;
+                up = fresh(w, group, target, &clock, t.connect).await?;
             }
             Err(e) => return Err(e),
         }
@@ -282,10 +335,13 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
             let ctx = ResponseCtx::plain(ConnMode::KeepAlive);
             forward_response_head(&interim, &s.resp, &ctx, &mut s.extra, out.bufs_mut());
             out.seal();
-            send(&mut c.stream, s, out, clock.cap(t.idle)?).await.map_err(client_write)?;
+            send_client(&mut c.stream, s, out, clock.cap(t.idle)?).await.map_err(client_write)?;
         }
         n = read_response_head(&mut up, s, &clock, head_deadline).await?;
     }
+
+    s.obs.upstream_head = Some(Instant::now());
+    s.obs.status = s.resp.status;
 
     if s.resp.status == 101 {
         if !s.req.upgrade {
@@ -301,7 +357,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
             out.bufs_mut().push(up.buf.split().freeze());
         }
         out.seal();
-        send(&mut c.stream, s, out, clock.cap(t.idle)?).await.map_err(client_write)?;
+        send_client(&mut c.stream, s, out, clock.cap(t.idle)?).await.map_err(client_write)?;
         return Ok(Next::Upgrade(up, t.idle));
     }
 
@@ -335,9 +391,11 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         take_body(b, &mut up.buf, dechunk, &mut s.ranges, out.bufs_mut()).map_err(ProxyError::UpstreamBody)?;
     }
     out.seal();
-    send(&mut c.stream, s, out, clock.cap(t.idle)?).await.map_err(client_write)?;
+    send_client(&mut c.stream, s, out, clock.cap(t.idle)?).await.map_err(client_write)?;
 
     let started = |e: ProxyError| ProxyError::AfterResponseStarted(Box::new(e));
+    s.obs.status = s.resp.status;
+    let streaming = Instant::now();
     while let Some(b) = rbody.as_mut().filter(|b| !b.is_done()) {
         let wait = clock.cap(t.idle).map_err(started)?;
         match read_into_on(&mut up.stream, &mut up.buf, BODY_READ, s.timer(), wait).await {
@@ -351,8 +409,10 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         take_body(b, &mut up.buf, dechunk, &mut s.ranges, out.bufs_mut())
             .map_err(|e| started(ProxyError::UpstreamBody(e)))?;
         out.seal();
-        send(&mut c.stream, s, out, clock.cap(t.idle).map_err(started)?).await.map_err(client_write)?;
+        send_client(&mut c.stream, s, out, clock.cap(t.idle).map_err(started)?).await.map_err(client_write)?;
     }
+
+    s.obs.waits += streaming.elapsed();
 
     // Back to the pool only after an exact, complete exchange, and only while the target is
     // still configured (a reload may have removed it while this request ran).
@@ -378,6 +438,7 @@ async fn answer_direct(
 ) -> Result<Next, ProxyError> {
     let keep =
         s.req.keep_alive && !c.body_pending && !draining() && c.requests < snap.limits.max_requests_per_connection;
+    s.obs.status = head.get(9..12).and_then(|d| std::str::from_utf8(d).ok()?.parse().ok()).unwrap_or(200);
     let mut out = std::mem::take(&mut s.iov);
     out.bufs_mut().push(head);
     let extra = &mut s.extra;
@@ -397,8 +458,19 @@ async fn answer_direct(
         out.bufs_mut().push(body);
     }
     out.seal();
-    send(&mut c.stream, s, out, snap.limits.keepalive_timeout).await.map_err(client_write)?;
+    send_client(&mut c.stream, s, out, snap.limits.keepalive_timeout).await.map_err(client_write)?;
     Ok(if keep { Next::KeepAlive } else { Next::Close })
+}
+
+/// `send` to the client, counting the bytes for metrics and the access log.
+async fn send_client<S: monoio::io::AsyncWriteRent>(
+    stream: &mut S,
+    s: &mut Scratch,
+    out: IoSlices,
+    wait: Duration,
+) -> Result<(), WriteError> {
+    s.obs.bytes_out += out.remaining() as u64;
+    send(stream, s, out, wait).await
 }
 
 /// Write a sealed slice list, then hand the (cleared) list back to the scratch for reuse.

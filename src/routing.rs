@@ -48,6 +48,8 @@ impl Facts for ReqFacts<'_> {
 /// A routed request.
 pub struct Routed<'s> {
     pub route: &'s Route,
+    /// Its index in the snapshot's routes.
+    pub index: usize,
     /// Path and query to send upstream when they differ from the client's.
     pub target: Option<Bytes>,
     /// A complete direct answer (head, without the final CRLF) and its body.
@@ -82,18 +84,19 @@ pub fn route<'s>(
     let path: &[u8] = if n.rewritten { norm } else { raw_path };
     let host = req.host_range().map(|r| &head[r.clone()]);
     let facts = ReqFacts { head, req, query };
-    let route = match snap.router.lookup(host, path, &facts, params) {
-        Lookup::Found(i) => &snap.routes[i as usize],
+    let index = match snap.router.lookup(host, path, &facts, params) {
+        Lookup::Found(i) => i as usize,
         Lookup::NotFound => return Err(ProxyError::NoRoute),
         Lookup::MethodNotAllowed => {
             return Err(ProxyError::MethodNotAllowed(snap.router.allowed(host, path, &facts).join(", ")))
         }
     };
+    let route = &snap.routes[index];
     if n.encoded_slash && !route.allow_encoded_slash {
         return Err(ProxyError::BadPath);
     }
     let vars = Vars { path, params, host: host.map(strip_port).unwrap_or(b""), query };
-    let mut routed = Routed { route, target: None, direct: None };
+    let mut routed = Routed { route, index, target: None, direct: None };
     match &route.action {
         Action::Proxy { rewrite, .. } => {
             // `*` and an empty absolute-form path are sent as they came: no rewrite applies.

@@ -62,7 +62,7 @@ fn run(spec: WorkerSpec) {
         match build_uring() {
             Ok((mut rt, flags)) => {
                 tracing::info!(worker = id, core = ?spec.core, ring_flags = %flags, "driver=io_uring");
-                rt.block_on(worker_main(spec));
+                rt.block_on(worker_main(spec, "io_uring"));
                 return;
             }
             Err(e) if spec.driver == DriverChoice::Uring => {
@@ -78,7 +78,7 @@ fn run(spec: WorkerSpec) {
     match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build() {
         Ok(mut rt) => {
             tracing::info!(worker = id, core = ?spec.core, "driver=epoll");
-            rt.block_on(worker_main(spec));
+            rt.block_on(worker_main(spec, "epoll"));
         }
         Err(e) => {
             tracing::error!(worker = id, "cannot build epoll runtime: {e}");
@@ -127,8 +127,9 @@ fn build_uring() -> std::io::Result<(UringRuntime, String)> {
     Ok((rt, "none".to_string()))
 }
 
-async fn worker_main(spec: WorkerSpec) {
+async fn worker_main(spec: WorkerSpec, driver: &'static str) {
     let w = Rc::new(Worker::new(spec.id, spec.shared.clone()));
+    w.metrics.borrow_mut().driver = driver;
     let mut cancellers = Vec::new();
     let mut accepting = Vec::new();
     for (l, opts) in spec.listeners {
@@ -154,6 +155,9 @@ async fn worker_main(spec: WorkerSpec) {
         monoio::time::sleep(Duration::from_millis(50)).await;
         w.leases.borrow_mut().sweep(crate::ratelimit::now_ns());
         let snap = w.snapshot.get();
+        if w.slot.wanted() {
+            publish_metrics(&w, &snap);
+        }
         if last_sweep.elapsed() >= Duration::from_secs(1) || snap.generation != generation {
             generation = snap.generation;
             let now = Instant::now();
@@ -215,7 +219,7 @@ async fn accept_loop(
                 // socket may be shared with a successor process: dropping it would lose a client).
                 let last = shutting_down();
                 // Counted here, before the task first runs, so the cap holds for a burst of accepts.
-                let slot = ConnSlot::new(w.clone());
+                let slot = ConnSlot::new(w.clone(), opts.index);
                 let w = w.clone();
                 let opts = opts.clone();
                 monoio::spawn(async move {
@@ -253,18 +257,30 @@ async fn accept_loop(
     }
 }
 
+/// A copy of this worker's metrics for a scrape, with the pool gauges filled in.
+fn publish_metrics(w: &Worker, snap: &crate::shared::Snapshot) {
+    let mut m = w.metrics.borrow().clone();
+    for g in &snap.upstreams {
+        let idle: usize = g.targets.iter().map(|t| w.pool.idle_len(t.key)).sum();
+        m.upstream(crate::metrics::name_key("upstream", &g.name), &g.name).idle = idle as u64;
+    }
+    w.slot.fill(m);
+}
+
 /// One open connection in the worker's count, released when the connection task ends or unwinds.
-struct ConnSlot(Rc<Worker>);
+struct ConnSlot(Rc<Worker>, usize);
 
 impl ConnSlot {
-    fn new(w: Rc<Worker>) -> Self {
+    fn new(w: Rc<Worker>, listener: usize) -> Self {
         w.connections.set(w.connections.get() + 1);
-        ConnSlot(w)
+        w.metrics.borrow_mut().connection_opened(listener);
+        ConnSlot(w, listener)
     }
 }
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
         self.0.connections.set(self.0.connections.get() - 1);
+        self.0.metrics.borrow_mut().connection_closed(self.1);
     }
 }

@@ -116,6 +116,14 @@ def make_jwt(directory: Path) -> tuple[Path, str]:
     return pub, jwt_rs256(claims, sign)
 
 
+# The rate-limit scenario (issue 6): ringgate-ratelimit's route "/" is under this policy, whose rate
+# is far above any offered rate, so nothing is refused and the runs measure the cost of the check.
+RATELIMIT_POLICY = "bench"
+RATELIMIT_KEY = "client_ip"
+RATELIMIT_RATE = "1000000/s"
+RATELIMIT_BURST = 1_000_000
+
+
 def nginx_proxy(prefix: Path, port: int, upstream_port: int, upstream_keepalive: int = 64,
                 worker_connections: int = 32768, tls: Optional[tuple[Path, Path]] = None) -> str:
     """nginx as a reverse proxy with a keep-alive upstream pool (the usual tuned setup)."""
@@ -217,10 +225,12 @@ def route_table_toml(n: int, upstream: str = "bench") -> str:
 def ringgate_toml(port: int, upstream_port: int, workers: int = 1, driver: Optional[str] = None,
                   max_idle_per_target: int = 64, bare: bool = False,
                   keepalive_timeout: str = f"{LONG_TIMEOUT_S}s", routes: int = 1,
-                  tls: Optional[tuple[Path, Path]] = None, jwt_key: Optional[Path] = None) -> str:
+                  tls: Optional[tuple[Path, Path]] = None, jwt_key: Optional[Path] = None,
+                  rate_limit: bool = False) -> str:
     """ringgate config (see docs/config.md): one listener, one upstream, route prefix "/"
     (or, with routes > 1, the synthetic table of that many routes, see route_table_toml).
     jwt_key (an RS256 public key PEM) puts route "/" behind the JWT policy JWT_POLICY (docs/auth.md).
+    rate_limit=True puts route "/" under the rate-limit policy RATELIMIT_POLICY (docs/ratelimit.md).
 
     bare=True switches off X-Forwarded-* and X-Request-Id, which nginx/haproxy
     as configured here do not add either.
@@ -268,11 +278,24 @@ def ringgate_toml(port: int, upstream_port: int, workers: int = 1, driver: Optio
             f'keys = [{{ algorithm = "RS256", pem_file = "{jwt_key}" }}]',
             "",
         ]
+    if rate_limit:
+        lines += [
+            "[[rate_limits]]",
+            f'name = "{RATELIMIT_POLICY}"',
+            f'key = "{RATELIMIT_KEY}"',
+            f'rate = "{RATELIMIT_RATE}"',
+            f"burst = {RATELIMIT_BURST}",
+            "",
+        ]
     if routes > 1:
+        if jwt_key or rate_limit:
+            raise ValueError("the JWT and rate-limit scenarios use the one-route config")
         lines.append(route_table_toml(routes))
     else:
         lines += ["[[routes]]", 'prefix = "/"', 'upstream = "bench"']
         if jwt_key:
             lines += [f'auth = "{JWT_POLICY}"', f'scopes = ["{JWT_SCOPE}"]']
+        if rate_limit:
+            lines.append(f'rate_limits = ["{RATELIMIT_POLICY}"]')
         lines.append("")
     return "\n".join(lines)

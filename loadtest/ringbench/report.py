@@ -4,19 +4,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import configs
 from .stats import fmt_summary
-from .suite import JWT_BASELINE, JWT_CPU_TARGET_US, JWT_TARGET
+from .suite import COMPARISONS, JWT_CPU_TARGET_US
 
 
 def _ms(s, signed=False):
     return fmt_summary(s, digits=3, signed=signed)
 
 
-def _delta(s, digits: int, ok) -> str:
-    """A signed difference, marked ✅/❌ by whether its median meets the target (`ok(median)`)."""
+def _delta(s, digits: int, ok=None) -> str:
+    """A signed difference, marked ✅/❌ by whether its median meets the target (`ok(median)`), if any."""
     if s is None:
         return "–"
-    return fmt_summary(s, digits, signed=True) + (" ✅" if ok(s["median"]) else " ❌")
+    mark = "" if ok is None else (" ✅" if ok(s["median"]) else " ❌")
+    return fmt_summary(s, digits, signed=True) + mark
 
 
 def _table(header: list, rows: list) -> list:
@@ -31,6 +33,43 @@ def _per_rate_table(targets, rates, by_rate: dict, columns: tuple, cells) -> lis
     header = ["target"] + [c.format(r=r) for r in rates for c in columns]
     rows = [[t] + [x for r in rates for x in cells(by_rate.get(r, {}).get(t, {}))] for t in targets]
     return _table(header, rows)
+
+
+def _comparison(comp: dict, rates: list, title: str, note: str, cpu_ok=None, p99_ok=None) -> list:
+    """A suite.compare() summary (a scenario target − the same route without its feature) as a section:
+    Δ proxy CPU µs/req at saturation and at each rate, Δ added p99 at each rate, each marked against
+    its target when one is given."""
+    def cpu(s):
+        return _delta(s.get("proxy_cpu_us_per_req"), 1, cpu_ok)
+    lat = comp.get("latency", {})
+    rows = [["wrk saturation", cpu(comp.get("saturation", {})), "–"]]
+    rows += [[f"{r}/s", cpu(lat.get(r, {})), _delta(lat.get(r, {}).get("p99_ms"), 3, p99_ok)] for r in rates]
+    return [f"## {title}", "", note, ""] + _table(["load", "Δ proxy CPU µs/req", "Δ added p99, ms"], rows)
+
+
+def _comparisons(summ: dict, rates: list) -> list:
+    """The sections of the scenario comparisons present in the summary (suite.COMPARISONS)."""
+    L: list = []
+    jwt = summ.get("jwt")
+    if jwt:
+        target, baseline = COMPARISONS["jwt"]
+        L += _comparison(jwt, rates, f"JWT route vs the same route without auth ({target} − {baseline}, "
+                                     "paired per round)",
+                         f"One repeated token. Targets (issue 5): under {JWT_CPU_TARGET_US:g} µs more proxy CPU "
+                         "per request, no more added p99.",
+                         cpu_ok=lambda m: m < JWT_CPU_TARGET_US, p99_ok=lambda m: m <= 0)
+    rl = summ.get("ratelimit")
+    if rl:
+        target, baseline = COMPARISONS["ratelimit"]
+        refused = rl.get("non_2xx")
+        L += _comparison(rl, rates, f"Rate-limited route vs the same route without a limit ({target} − "
+                                    f"{baseline}, paired per round)",
+                         f"Policy key `{configs.RATELIMIT_KEY}`, rate {configs.RATELIMIT_RATE}, burst "
+                         f"{configs.RATELIMIT_BURST:,}: far above the offered rate, so nothing is refused and "
+                         "this is the cost of the check (per-check time: `cargo bench --bench ratelimit`). "
+                         f"Non-2xx responses from {target}: {'?' if refused is None else f'{refused:,}'}"
+                         f"{' ❌' if refused else ''}.")
+    return L
 
 
 def markdown(result: dict) -> str:
@@ -95,22 +134,7 @@ def markdown(result: dict) -> str:
         L += _per_rate_table(proxies, rates, added, ("+p50 @{r}/s", "+p99 @{r}/s"),
                              lambda s: (_ms(s.get("p50_ms"), True), _ms(s.get("p99_ms"), True)))
 
-    jwt = summ.get("jwt")
-    if jwt:
-        L.append(f"## JWT route vs the same route without auth ({JWT_TARGET} − {JWT_BASELINE}, "
-                 "paired per round)")
-        L.append("")
-        L.append(f"One repeated token. Targets (issue 5): under {JWT_CPU_TARGET_US:g} µs more proxy CPU per "
-                 "request, no more added p99.")
-        L.append("")
-
-        def cpu(s):
-            return _delta(s.get("proxy_cpu_us_per_req"), 1, lambda m: m < JWT_CPU_TARGET_US)
-        jlat = jwt.get("latency", {})
-        rows = [["wrk saturation", cpu(jwt.get("saturation", {})), "–"]]
-        rows += [[f"{r}/s", cpu(jlat.get(r, {})), _delta(jlat.get(r, {}).get("p99_ms"), 3, lambda m: m <= 0)]
-                 for r in rates]
-        L += _table(["load", "Δ proxy CPU µs/req", "Δ added p99, ms"], rows)
+    L += _comparisons(summ, rates)
 
     hs = summ.get("handshake", {})
     if hs:

@@ -114,8 +114,9 @@ class RinggateServer(Server):
     def __init__(self, name: str, binary: Path, driver: str, port: int, upstream_port: int,
                  work_dir: Path, cpu: Optional[int], workers: int = 1, bare: bool = False,
                  routes: int = 1, tls: Optional[tuple[Path, Path]] = None,
-                 jwt: Optional[tuple[Path, str]] = None):
-        """jwt = (RS256 public key PEM, token): route "/" requires a JWT, clients send the token."""
+                 jwt: Optional[tuple[Path, str]] = None, rate_limit: bool = False):
+        """jwt = (RS256 public key PEM, token): route "/" requires a JWT, clients send the token.
+        rate_limit: route "/" is under configs.RATELIMIT_POLICY (a limit far above the offered rate)."""
         self.name = name
         self.tls = tls is not None
         if jwt:
@@ -131,7 +132,8 @@ class RinggateServer(Server):
         self.conf_path = self.dir / "ringgate.toml"
         self.conf_path.write_text(configs.ringgate_toml(port, upstream_port, workers=workers,
                                                         driver=driver, bare=bare, routes=routes, tls=tls,
-                                                        jwt_key=jwt[0] if jwt else None))
+                                                        jwt_key=jwt[0] if jwt else None,
+                                                        rate_limit=rate_limit))
         self.banner: Optional[str] = None
 
     def start(self) -> None:

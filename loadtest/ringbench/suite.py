@@ -17,7 +17,8 @@ from .memory import IdleConnections
 from .servers import HOST, DirectTarget, HaproxyServer, NginxServer, RinggateServer, Server
 
 ALL_TARGETS = ["direct", "ringgate-uring", "ringgate-epoll", "nginx-proxy", "haproxy",
-               "ringgate-routes10", "ringgate-routes10k", "ringgate-tls", "nginx-tls", "ringgate-jwt"]
+               "ringgate-routes10", "ringgate-routes10k", "ringgate-tls", "nginx-tls", "ringgate-jwt",
+               "ringgate-ratelimit"]
 # TLS scenario (issue 4): TLS termination in front of the same plain upstream, same certificate.
 TLS_TARGETS = ["ringgate-tls", "nginx-tls"]
 # Route-table scenario (issue 3): ringgate on io_uring with a 10- or 10,000-route table, loaded on a
@@ -27,17 +28,29 @@ ROUTE_TABLE_TARGETS = {"ringgate-routes10": 10, "ringgate-routes10k": 10_000}
 # repeated token (a verified-token cache hit after the first request), beside the same route without auth.
 JWT_TARGET, JWT_BASELINE = "ringgate-jwt", "ringgate-uring"
 JWT_CPU_TARGET_US = 1.0  # the JWT route may cost less than this much more proxy CPU per request
+# Rate-limit scenario (issue 6): ringgate on io_uring whose route "/" is under a rate-limit policy far above
+# the offered rate (configs.RATELIMIT_*: nothing is refused, the runs measure the check), beside the same
+# route without a limit.
+RATELIMIT_TARGET, RATELIMIT_BASELINE = "ringgate-ratelimit", "ringgate-uring"
+# Paired comparisons in the summary: key → (scenario target, the same route without the feature).
+COMPARISONS = {"jwt": (JWT_TARGET, JWT_BASELINE), "ratelimit": (RATELIMIT_TARGET, RATELIMIT_BASELINE)}
 DEFAULT_TARGETS = ["direct", "ringgate-uring", "ringgate-epoll", "nginx-proxy"]
 DIRECT_P99_WARN_MS = 1.0      # direct p99 above this at a fixed rate → warning
 RATE_SHORTFALL = 0.95          # achieved < 95% of the asked rate → warning
 RSS_TARGET_MIB = 64.0
 
 
-def default_targets(tls: bool = False, jwt: bool = False) -> list[str]:
-    """The targets when none are named: a scenario's own (direct first), or DEFAULT_TARGETS."""
-    if not (tls or jwt):
+def default_targets(tls: bool = False, jwt: bool = False, ratelimit: bool = False) -> list[str]:
+    """The targets when none are named: the scenarios' own (direct first, each target once), or
+    DEFAULT_TARGETS."""
+    if not (tls or jwt or ratelimit):
         return list(DEFAULT_TARGETS)
-    return ["direct"] + (TLS_TARGETS if tls else []) + ([JWT_BASELINE, JWT_TARGET] if jwt else [])
+    out = ["direct"] + (TLS_TARGETS if tls else [])
+    for on, key in ((jwt, "jwt"), (ratelimit, "ratelimit")):
+        if on:
+            target, baseline = COMPARISONS[key]
+            out += [t for t in (baseline, target) if t not in out]
+    return out
 
 
 @dataclass
@@ -121,7 +134,8 @@ class Suite:
                                   o.cpu_proxy, workers=1, bare=o.ringgate_bare,
                                   routes=ROUTE_TABLE_TARGETS.get(name, 1),
                                   tls=o.tls_cert if name == "ringgate-tls" else None,
-                                  jwt=o.jwt if name == JWT_TARGET else None)
+                                  jwt=o.jwt if name == JWT_TARGET else None,
+                                  rate_limit=name == RATELIMIT_TARGET)
         raise ValueError(f"unknown target {name!r} (known: {', '.join(ALL_TARGETS)})")
 
     def stop(self) -> None:
@@ -372,15 +386,17 @@ class Suite:
                                for k in ("rps", "proxy_cpu_us_per_req", "resumed")}
                         for kind in ("full", "resumed")
                     }
-        if JWT_TARGET in o.targets and JWT_BASELINE in o.targets:
-            # the JWT route − the same route without auth, paired per round; at a fixed rate the p99
-            # difference is also the difference of their added p99 (direct cancels out)
-            def versus(rate: Optional[str], k: str) -> Optional[dict]:
-                return _paired(_runs(rounds, JWT_TARGET, rate), _runs(rounds, JWT_BASELINE, rate), k)
-            cpu = "proxy_cpu_us_per_req"
-            summ["jwt"] = {"saturation": {cpu: versus(None, cpu)},
-                           "latency": {str(r): {k: versus(str(r), k) for k in (cpu, "p99_ms")}
-                                       for r in o.rates}}
+        for key, (target, baseline) in COMPARISONS.items():
+            if target in o.targets and baseline in o.targets:
+                summ[key] = compare(rounds, target, baseline, o.rates)
+        if RATELIMIT_TARGET in o.targets:
+            refused = non_2xx(rounds, RATELIMIT_TARGET)
+            if "ratelimit" in summ:
+                summ["ratelimit"]["non_2xx"] = refused
+            if refused:
+                self.warnings.append(f"{RATELIMIT_TARGET}: {refused} non-2xx responses (the limit "
+                                     f"{configs.RATELIMIT_RATE} should refuse nothing): its figures include "
+                                     "refusals, not only the cost of the check")
         self.result["summary"] = summ
         return summ
 
@@ -399,6 +415,30 @@ class Suite:
 def _runs(rounds: list, name: str, rate: Optional[str] = None) -> list[dict]:
     """Target name's result in each round: its wrk saturation run, or its oha run at `rate`."""
     return [(r["saturation"] if rate is None else r["latency"].get(rate, {})).get(name, {}) for r in rounds]
+
+
+def compare(rounds: list, target: str, baseline: str, rates: list) -> dict:
+    """target − baseline (the same route without the scenario's feature), paired per round: proxy CPU
+    µs/req at saturation and at each rate, and p99 at each rate; at a fixed rate the p99 difference is
+    also the difference of their added p99 (direct cancels out)."""
+    def versus(rate: Optional[str], k: str) -> Optional[dict]:
+        return _paired(_runs(rounds, target, rate), _runs(rounds, baseline, rate), k)
+    cpu = "proxy_cpu_us_per_req"
+    return {"saturation": {cpu: versus(None, cpu)},
+            "latency": {str(r): {k: versus(str(r), k) for k in (cpu, "p99_ms")} for r in rates}}
+
+
+def non_2xx(rounds: list, name: str) -> int:
+    """Responses other than 2xx that target `name` gave in the rounds: wrk's count (saturation and
+    new-connection runs; wrk counts non-2xx-or-3xx) plus oha's status codes at each rate."""
+    n = 0
+    for r in rounds:
+        for kind in ("saturation", "handshake"):
+            n += r.get(kind, {}).get(name, {}).get("non_2xx") or 0
+        for by_target in r.get("latency", {}).values():
+            codes = by_target.get(name, {}).get("status_codes") or {}
+            n += sum(v for code, v in codes.items() if not str(code).startswith("2"))
+    return n
 
 
 def _paired(runs: list[dict], base: list[dict], k: str) -> Optional[dict]:

@@ -11,7 +11,8 @@ import unittest
 from pathlib import Path
 from unittest import mock
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+LOADTEST = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(LOADTEST))
 
 from ringbench import configs, loadgen, memory, procfs, procs, report, stats, suite  # noqa: E402
 
@@ -140,6 +141,20 @@ class Configs(unittest.TestCase):
                                         "scopes": ["bench:read"]}])
         self.assertNotIn("auth", tomllib.loads(configs.ringgate_toml(8080, 9000)))
 
+    def test_ringgate_toml_ratelimit(self):
+        import tomllib
+        t = tomllib.loads(configs.ringgate_toml(8080, 9000, driver="uring", rate_limit=True))
+        self.assertEqual(t["rate_limits"], [{"name": "bench", "key": "client_ip", "rate": "1000000/s",
+                                             "burst": 1_000_000}])
+        self.assertEqual(t["routes"], [{"prefix": "/", "upstream": "bench", "rate_limits": ["bench"]}])
+        self.assertEqual((t["workers"], t["driver"]), (1, "uring"))
+        both = tomllib.loads(configs.ringgate_toml(8080, 9000, jwt_key=Path("/k.pem"), rate_limit=True))
+        self.assertEqual(both["routes"][0]["rate_limits"], ["bench"])
+        self.assertEqual(both["routes"][0]["auth"], "bench")
+        self.assertNotIn("rate_limits", tomllib.loads(configs.ringgate_toml(8080, 9000)))
+        with self.assertRaises(ValueError):
+            configs.ringgate_toml(8080, 9000, routes=10, rate_limit=True)
+
     def test_nginx(self):
         up = configs.nginx_upstream(Path("/tmp/p"), 9000)
         self.assertIn('return 200 "ok";', up)
@@ -219,31 +234,109 @@ class HealthCheck(unittest.TestCase):
         srv.close()
 
 
-class JwtScenario(unittest.TestCase):
+def _scenario_suite(target: str, cpu: list, p99: list, extra=None) -> suite.Suite:
+    """A Suite over direct, ringgate-uring and `target` at 2000/s with one round per (cpu, p99) of
+    `target`: ringgate-uring's proxy CPU is 10 µs/req at saturation and 12 at 2000/s, p99 0.3 ms;
+    `extra(i)` adds fields to target's runs in round i (e.g. status codes)."""
+    s = suite.Suite(suite.Options(repo=Path("."), work_dir=Path("/nonexistent"),
+                                  targets=["direct", "ringgate-uring", target], rates=[2000]), log=lambda _: None)
+
+    def run(cpu_us, p99_ms, more=None):
+        return {"rps": 1.0, "proxy_cpu_us_per_req": cpu_us, "p99_ms": p99_ms, "achieved_rps": 2000.0, **(more or {})}
+
+    def rnd(i, cpu_t, p99_t):
+        more = extra(i) if extra else {}
+        return {"round": i, "saturation": {"direct": run(None, 0.2), "ringgate-uring": run(10.0, 0.3),
+                                           target: run(cpu_t, 0.3, more.get("saturation"))},
+                "latency": {"2000": {"direct": run(None, 0.2), "ringgate-uring": run(12.0, 0.30),
+                                     target: run(cpu_t + 2.0, p99_t, more.get("latency"))}}}
+    s.result["rounds"] = [rnd(i + 1, c, q) for i, (c, q) in enumerate(zip(cpu, p99))]
+    return s
+
+
+class Scenarios(unittest.TestCase):
     def test_default_targets(self):
         self.assertEqual(suite.default_targets(jwt=True), ["direct", "ringgate-uring", "ringgate-jwt"])
+        self.assertEqual(suite.default_targets(ratelimit=True),
+                         ["direct", "ringgate-uring", "ringgate-ratelimit"])
+        self.assertEqual(suite.default_targets(jwt=True, ratelimit=True),
+                         ["direct", "ringgate-uring", "ringgate-jwt", "ringgate-ratelimit"])
         self.assertEqual(suite.default_targets(tls=True), ["direct", "ringgate-tls", "nginx-tls"])
         self.assertEqual(suite.default_targets(), suite.DEFAULT_TARGETS)
-        self.assertIn("ringgate-jwt", suite.ALL_TARGETS)
+        for t in ("ringgate-jwt", "ringgate-ratelimit"):
+            self.assertIn(t, suite.ALL_TARGETS)
 
-    def test_summary(self):
-        targets = ["direct", "ringgate-uring", "ringgate-jwt"]
-        s = suite.Suite(suite.Options(repo=Path("."), work_dir=Path("/nonexistent"), targets=targets,
-                                      rates=[2000]), log=lambda _: None)
+    def test_cli_flag(self):
+        import bench
+        self.assertTrue(bench.parse_args(["--ratelimit"]).ratelimit)
+        self.assertFalse(bench.parse_args([]).ratelimit)
 
-        def rnd(i, cpu_jwt, p99_jwt):
-            def run(cpu, p99):
-                return {"rps": 1.0, "proxy_cpu_us_per_req": cpu, "p99_ms": p99, "achieved_rps": 2000.0}
-            return {"round": i, "saturation": {"direct": run(None, 0.2), "ringgate-uring": run(10.0, 0.3),
-                                               "ringgate-jwt": run(cpu_jwt, 0.3)},
-                    "latency": {"2000": {"direct": run(None, 0.2), "ringgate-uring": run(12.0, 0.30),
-                                         "ringgate-jwt": run(cpu_jwt + 2.0, p99_jwt)}}}
-        s.result["rounds"] = [rnd(1, 10.5, 0.32), rnd(2, 10.25, 0.29), rnd(3, 10.75, 0.31)]
-        jwt = s.summarize()["jwt"]
-        self.assertAlmostEqual(jwt["saturation"]["proxy_cpu_us_per_req"]["median"], 0.5)
-        self.assertAlmostEqual(jwt["latency"]["2000"]["proxy_cpu_us_per_req"]["median"], 0.5)
-        self.assertAlmostEqual(jwt["latency"]["2000"]["p99_ms"]["median"], 0.01)
-        self.assertAlmostEqual(jwt["latency"]["2000"]["p99_ms"]["min"], -0.01)
+    def assert_comparison(self, comp):
+        """The figures _scenario_suite(target, [10.5, 10.25, 10.75], [0.32, 0.29, 0.31]) gives."""
+        self.assertAlmostEqual(comp["saturation"]["proxy_cpu_us_per_req"]["median"], 0.5)
+        self.assertAlmostEqual(comp["latency"]["2000"]["proxy_cpu_us_per_req"]["median"], 0.5)
+        self.assertAlmostEqual(comp["latency"]["2000"]["p99_ms"]["median"], 0.01)
+        self.assertAlmostEqual(comp["latency"]["2000"]["p99_ms"]["min"], -0.01)
+
+    def test_jwt_summary(self):
+        summ = _scenario_suite("ringgate-jwt", [10.5, 10.25, 10.75], [0.32, 0.29, 0.31]).summarize()
+        self.assert_comparison(summ["jwt"])
+        self.assertNotIn("ratelimit", summ)
+
+    def test_ratelimit_summary(self):
+        s = _scenario_suite("ringgate-ratelimit", [10.5, 10.25, 10.75], [0.32, 0.29, 0.31],
+                            lambda i: {"saturation": {"non_2xx": 0}, "latency": {"status_codes": {"200": 20000}}})
+        summ = s.summarize()
+        self.assert_comparison(summ["ratelimit"])
+        self.assertEqual(summ["ratelimit"]["non_2xx"], 0)
+        self.assertNotIn("jwt", summ)
+        self.assertEqual(s.warnings, [])
+
+    def test_ratelimit_refusals_warn(self):
+        s = _scenario_suite("ringgate-ratelimit", [10.5, 10.5], [0.3, 0.3],
+                            lambda i: {"saturation": {"non_2xx": i},
+                                       "latency": {"status_codes": {"200": 19990, "429": 10 * i, "503": 1}}})
+        self.assertEqual(suite.non_2xx(s.result["rounds"], "ringgate-ratelimit"), 1 + 2 + 10 + 20 + 2)
+        self.assertEqual(suite.non_2xx(s.result["rounds"], "ringgate-uring"), 0)
+        self.assertEqual(s.summarize()["ratelimit"]["non_2xx"], 35)
+        self.assertEqual(len([w for w in s.warnings if w.startswith("ringgate-ratelimit: 35 non-2xx")]), 1)
+
+    def test_make_ratelimit_target(self):
+        import tomllib
+        with tempfile.TemporaryDirectory() as d:
+            s = suite.Suite(suite.Options(repo=Path("."), work_dir=Path(d), ringgate_bin=Path("/bin/true")),
+                            log=lambda _: None)
+            s.upstream = mock.Mock()
+            limited = s._make("ringgate-ratelimit", 9000)
+            plain = s._make("ringgate-uring", 9000)
+            self.assertEqual(limited.driver, "uring")
+            t = tomllib.loads(limited.conf_path.read_text())
+            self.assertEqual(t["routes"][0]["rate_limits"], ["bench"])
+            self.assertEqual(t["rate_limits"][0]["rate"], "1000000/s")
+            self.assertNotIn("rate_limits", tomllib.loads(plain.conf_path.read_text()))
+
+
+class K6RateLimit(unittest.TestCase):
+    """loadtest/k6/ratelimit.js and its companion config agree (no k6 needed)."""
+
+    def test_companion_config(self):
+        import re
+        import tomllib
+        t = tomllib.loads((LOADTEST / "k6" / "ratelimit.toml").read_text())
+        self.assertEqual(t["listeners"], [{"address": "127.0.0.1:8080"}])
+        self.assertEqual(t["upstreams"], [{"name": "demo", "targets": ["builtin:demo"]}])
+        (policy,) = t["rate_limits"]
+        self.assertEqual((policy["key"], policy["rate"], policy["burst"]), ("route", "100/s", 10))
+        self.assertEqual(t["routes"], [{"prefix": "/", "upstream": "demo", "rate_limits": [policy["name"]]}])
+        js = (LOADTEST / "k6" / "ratelimit.js").read_text()
+        limit = re.search(r"const LIMIT = Number\(__ENV\.LIMIT \|\| (\d+)\)", js)
+        self.assertIsNotNone(limit)
+        self.assertEqual(f"{limit.group(1)}/s", policy["rate"])  # the script's default LIMIT is this policy
+        self.assertIn("__ENV.TARGET_URL || 'http://127.0.0.1:8080/'", js)
+        for needle in ("executor: 'constant-arrival-rate'", "__ENV.DURATION || '20s'", "__ENV.VUS || 50",
+                       "admitted_share: [", "checks: ['rate==1']", "'Retry-After'", "'RateLimit'",
+                       "'RateLimit-Policy'"):
+            self.assertIn(needle, js)
 
 
 class Procfs(unittest.TestCase):
@@ -313,6 +406,22 @@ class Report(unittest.TestCase):
         md = report.markdown(result)
         self.assertIn("| wrk saturation | +0.5 (+0.4–+0.6) ✅ | – |", md)
         self.assertIn("| 2000/s | +1.5 ❌ | −0.002 ✅ |", md)
+        self.assertNotIn("Rate-limited route", md)
+        result["summary"]["ratelimit"] = {
+            "saturation": {"proxy_cpu_us_per_req": s([0.1, 0.3])},
+            "latency": {"2000": {"proxy_cpu_us_per_req": s([0.3]), "p99_ms": s([0.004])}},
+            "non_2xx": 0,
+        }
+        md = report.markdown(result)
+        self.assertIn("## Rate-limited route vs the same route without a limit "
+                      "(ringgate-ratelimit − ringgate-uring, paired per round)", md)
+        rl = md[md.index("## Rate-limited route"):]
+        self.assertIn("Non-2xx responses from ringgate-ratelimit: 0.", rl)
+        self.assertIn("| wrk saturation | +0.2 (+0.1–+0.3) | – |", rl)  # no target: no mark
+        self.assertIn("| 2000/s | +0.3 | +0.004 |", rl)
+        self.assertIn("| wrk saturation | +0.5 (+0.4–+0.6) ✅ | – |", md)  # the JWT table is unchanged
+        result["summary"]["ratelimit"]["non_2xx"] = 1234
+        self.assertIn("Non-2xx responses from ringgate-ratelimit: 1,234 ❌.", report.markdown(result))
         self.assertIn("40.0 MiB ✅", md)
         self.assertIn("`loadtest/run --smoke`", md)
 

@@ -97,6 +97,16 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// A small fixed label for metrics and the access log (never the token).
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Ambiguous => "invalid_request",
+            AuthError::Invalid(_) => "invalid_token",
+            AuthError::Scope(_) => "insufficient_scope",
+        }
+    }
+
     pub fn status(&self) -> u16 {
         match self {
             AuthError::Ambiguous => 400,

@@ -34,6 +34,37 @@ pub struct RawConfig {
     pub auth: Vec<Spanned<RawAuth>>,
     #[serde(default)]
     pub rate_limits: Vec<Spanned<RawRateLimit>>,
+    pub access_log: Option<Spanned<RawAccessLog>>,
+    #[serde(default)]
+    pub tracing: RawTracing,
+}
+
+/// `[access_log]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLog {
+    pub path: Option<Text>,
+    pub format: Option<Text>,
+    #[serde(default)]
+    pub include_query: bool,
+    pub buffer_bytes: Option<Spanned<i64>>,
+    pub flush_interval: Option<Text>,
+    pub queue: Option<Spanned<i64>>,
+}
+
+/// `[tracing]`: W3C trace context.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    /// Make a traceparent for requests that carry none (or a malformed one).
+    #[serde(default = "yes")]
+    pub generate: bool,
+}
+
+impl Default for RawTracing {
+    fn default() -> Self {
+        RawTracing { generate: true }
+    }
 }
 
 /// `[[rate_limits]]`: a rate-limit policy (docs/ratelimit.md).

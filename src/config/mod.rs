@@ -70,6 +70,10 @@ pub struct Config {
     pub auth: Vec<std::sync::Arc<crate::auth::AuthPolicy>>,
     /// Rate-limit policies (routes refer to them by index).
     pub rate_limits: Vec<std::sync::Arc<crate::ratelimit::RateLimitPolicy>>,
+    /// `[access_log]` (None = off); fixed at start.
+    pub access_log: Option<crate::accesslog::AccessLogCfg>,
+    /// Make a W3C traceparent for requests without a valid one.
+    pub trace_generate: bool,
     /// The routes compiled (index = position in `routes`).
     pub router: Router,
     /// Admin listener (`POST /reload`, `GET /status`); None = off.
@@ -417,6 +421,7 @@ fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
         upstreams.push(UpstreamCfg { name, targets, max_idle_per_target: max_idle, idle_timeout, tls });
     }
 
+    let access_log = raw.access_log.as_ref().map(|a| access_log(c, a));
     let auth = auth::validate_policies(c, &raw.auth);
     let rate_limits = ratelimit::validate_policies(c, &raw.rate_limits, workers);
     let (routes, router) = routes::validate_routes(
@@ -479,6 +484,8 @@ fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
         routes,
         auth,
         rate_limits,
+        access_log,
+        trace_generate: raw.tracing.generate,
         router,
         admin,
         reload,
@@ -527,6 +534,31 @@ fn tls_cfg(c: &mut Checker, t: &Spanned<file::RawTls>, i: usize) -> Option<crate
             c.err(span, format!("{key}.certificates"), e);
             None
         }
+    }
+}
+
+fn access_log(c: &mut Checker, a: &Spanned<file::RawAccessLog>) -> crate::accesslog::AccessLogCfg {
+    use crate::accesslog::{AccessLogCfg, Format};
+    let a = a.get_ref();
+    let format = match a.format.as_ref().map(|f| (f, f.get_ref().as_str())) {
+        None | Some((_, "json")) => Format::Json,
+        Some((_, "text")) => Format::Text,
+        Some((f, other)) => {
+            c.err(Some(f.span()), "access_log.format", format!("{other:?} is not \"json\" or \"text\""));
+            Format::Json
+        }
+    };
+    let path = match a.path.as_ref().map(|p| p.get_ref().as_str()) {
+        None | Some("stdout") | Some("-") => None,
+        Some(p) => Some(c.path(p)),
+    };
+    AccessLogCfg {
+        path,
+        format,
+        include_query: a.include_query,
+        buffer_bytes: c.int(&a.buffer_bytes, "access_log.buffer_bytes", 64 * 1024, 512, 64 << 20) as usize,
+        flush_interval: c.duration(&a.flush_interval, "access_log.flush_interval", Duration::from_millis(200)),
+        queue: c.int(&a.queue, "access_log.queue", 64, 1, 1 << 16) as usize,
     }
 }
 

@@ -114,7 +114,7 @@ pub(super) fn validate_policies(
                 continue;
             }
             if r.unlimited == r.rate.is_some() {
-                c.err(Some(rp.span()), k.clone(), "give a rate or unlimited = true");
+                c.err(Some(rp.span()), k.clone(), "give a rate or unlimited = true (one of them, not both)");
                 continue;
             }
             if let Some(pl) = plan(c, pname, r.rate.as_ref(), &r.burst, r.unlimited, &k) {

@@ -434,7 +434,11 @@ mod size_probe {
             eprintln!("sleep: {} bytes", size(&sl));
             eprintln!("ClientConn: {} bytes", std::mem::size_of::<super::ClientConn>());
             eprintln!("Scratch: {} bytes", std::mem::size_of::<crate::core::Scratch>());
-            let opts = crate::net::listener::ListenerOpts { proxy: crate::config::ProxyProtocol::default(), tls: None };
+            let opts = crate::net::listener::ListenerOpts {
+                proxy: crate::config::ProxyProtocol::default(),
+                tls: None,
+                index: 0,
+            };
             let f = super::serve(s, addr, &opts, w);
             eprintln!("serve future: {} bytes", size(&f));
             // An idle keep-alive connection parks this future: 10,000 of them must fit the RSS

@@ -18,6 +18,8 @@ use crate::config::{ListenerCfg, ProxyProtocol};
 pub struct ListenerOpts {
     pub proxy: ProxyProtocol,
     pub tls: Option<TlsOpts>,
+    /// Position in the config's `listeners` (the metrics' `listener` label).
+    pub index: usize,
 }
 
 /// A TLS listener's acceptor (its certificates come from a store swapped on reload).

@@ -150,22 +150,31 @@ pub fn check(
     leases: &mut Leases,
     now: u64,
     lines: &mut BytesMut,
+    decided: &mut dyn FnMut(&str, &'static str),
 ) -> Result<(), Limited> {
     for &i in route_limits {
         let p = &policies[i];
         let plan = p.plan(input);
-        let Some(table) = &plan.table else { continue };
+        let Some(table) = &plan.table else {
+            decided(&p.name, "unlimited");
+            continue;
+        };
         let mut h = seed().build_hasher();
         h.write_u64(table.id);
         h.write(p.key_bytes(input));
         match leases.check(table, h.finish(), now, plan.batch) {
             Verdict::Admit { remaining, reset_ns } => {
+                decided(&p.name, "admitted");
                 if p.headers {
                     fields(lines, p, plan, remaining, secs(reset_ns));
                 }
             }
-            Verdict::Refuse { .. } if p.dry_run => dry_run_refusal(&p.name),
+            Verdict::Refuse { .. } if p.dry_run => {
+                decided(&p.name, "dry_run_limited");
+                dry_run_refusal(&p.name)
+            }
             Verdict::Refuse { retry_ns } => {
+                decided(&p.name, "limited");
                 let retry = secs(retry_ns).max(1);
                 let mut b = BytesMut::new();
                 b.put_slice(format!("Retry-After: {retry}\r\n").as_bytes());

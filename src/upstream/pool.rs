@@ -92,6 +92,11 @@ impl Pool {
         }
     }
 
+    /// Idle connections held for `key`.
+    pub fn idle_len(&self, key: PoolKey) -> usize {
+        self.idle.borrow().get(&key).map_or(0, VecDeque::len)
+    }
+
     /// Close everything (shutdown).
     pub fn clear(&self) {
         self.idle.borrow_mut().clear();
