@@ -43,6 +43,7 @@ fn ctx() -> ForwardCtx<'static> {
         target: None,
         headers: &NO_OPS,
         claim_lines: b"",
+        trace: None,
     }
 }
 

@@ -145,6 +145,17 @@ fn serve(mut s: TcpStream, r: &Reloader) -> std::io::Result<()> {
             });
             respond(&mut s, 200, "application/json", &format!("{body}\n"))
         }
+        (b"GET", b"/metrics") => {
+            let generation = r.current().generation;
+            let (total, each) = crate::metrics::collect(SCRAPE_WAIT);
+            let body = crate::metrics::render::prometheus(&total, &each, generation, crate::accesslog::dropped());
+            respond(&mut s, 200, "text/plain; version=0.0.4; charset=utf-8", &body)
+        }
+        (b"GET", b"/metrics/latency") => {
+            let (total, _) = crate::metrics::collect(SCRAPE_WAIT);
+            let body = crate::metrics::render::latency_json(&total);
+            respond(&mut s, 200, "application/json", &format!("{body}\n"))
+        }
         (b"GET" | b"HEAD", b"/healthz") => respond(&mut s, 200, "text/plain", "alive\n"),
         (b"GET" | b"HEAD", b"/readyz") => {
             let (status, body) = crate::core::readiness();
@@ -154,17 +165,20 @@ fn serve(mut s: TcpStream, r: &Reloader) -> std::io::Result<()> {
             let started = crate::core::start_drain();
             respond(&mut s, 202, "text/plain", if started { "draining\n" } else { "already draining\n" })
         }
-        (_, b"/reload" | b"/status" | b"/healthz" | b"/readyz" | b"/drain") => {
+        (_, b"/reload" | b"/status" | b"/healthz" | b"/readyz" | b"/drain" | b"/metrics" | b"/metrics/latency") => {
             respond(&mut s, 405, "text/plain", "method not allowed\n")
         }
         _ => respond(
             &mut s,
             404,
             "text/plain",
-            "not found (POST /reload, GET /status, GET /healthz, GET /readyz, POST /drain)\n",
+            "not found (POST /reload, GET /status, GET /metrics, GET /metrics/latency, GET /healthz, GET /readyz, POST /drain)\n",
         ),
     }
 }
+
+/// How long a scrape waits for the workers' copies (they answer within their 50 ms tick).
+const SCRAPE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn respond(s: &mut TcpStream, status: u16, ctype: &str, body: &str) -> std::io::Result<()> {
     let reason = crate::http::reason(status);

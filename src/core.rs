@@ -197,6 +197,9 @@ pub struct Worker {
     /// This core's counters and histograms (copied out on a scrape through `slot`).
     pub metrics: RefCell<crate::metrics::WorkerMetrics>,
     pub slot: Arc<crate::metrics::Slot>,
+    /// This core's access-log buffer.
+    pub log: RefCell<crate::accesslog::LocalLog>,
+    rng: Cell<u64>,
     rr: Cell<usize>,
     pub connections: Cell<usize>,
     pub in_flight: Cell<usize>,
@@ -225,6 +228,8 @@ impl Worker {
             leases: RefCell::new(crate::ratelimit::lease::Leases::default()),
             metrics: RefCell::new(crate::metrics::WorkerMetrics { worker: id, ..Default::default() }),
             slot: crate::metrics::Slot::register(id),
+            log: RefCell::new(crate::accesslog::LocalLog::default()),
+            rng: Cell::new(h.finish() ^ 0x9E37_79B9_7F4A_7C15),
             rr: Cell::new(id),
             connections: Cell::new(0),
             in_flight: Cell::new(0),
@@ -235,12 +240,23 @@ impl Worker {
         }
     }
 
+    /// 64 random bits (wyrand; this core's generator, seeded per process and worker). For trace
+    /// ids, not for anything secret.
+    pub fn rand(&self) -> u64 {
+        let s = self.rng.get().wrapping_add(0xa076_1d64_78bd_642f);
+        self.rng.set(s);
+        let t = u128::from(s) * u128::from(s ^ 0xe703_7ed1_a0b4_28db);
+        (t as u64) ^ ((t >> 64) as u64)
+    }
+
     pub fn take_scratch(&self) -> Box<Scratch> {
         self.scratch.borrow_mut().pop().unwrap_or_default()
     }
 
     pub fn recycle_scratch(&self, mut s: Box<Scratch>) {
         s.iov.clear();
+        // Not the request's head: it would keep the connection's buffer alive.
+        s.obs.head = None;
         let mut pool = self.scratch.borrow_mut();
         if pool.len() < SCRATCH_POOL_MAX {
             pool.push(s);

@@ -20,6 +20,7 @@ pub mod hash;
 pub mod http;
 pub mod metrics;
 pub mod net;
+pub mod observe;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod reload;

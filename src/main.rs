@@ -119,6 +119,9 @@ fn main() -> ExitCode {
 
 fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source, takeover: bool) -> Result<(), String> {
     let is_default = matches!(reload_source, Source::Embedded);
+    if let Some(a) = &cfg.access_log {
+        ringgate::accesslog::start(a.clone())?;
+    }
     let needs_demo = cfg.upstreams.iter().any(|u| u.targets.contains(&TargetSpec::Demo));
     let demo = if needs_demo {
         Some(ringgate::demo::start().map_err(|e| format!("cannot start the demo upstream: {e}"))?)
@@ -289,9 +292,10 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source,
 }
 
 /// SIGTERM/SIGINT: the first starts a graceful drain, the second exits at once. SIGHUP: reload.
+/// SIGUSR1: reopen the access log (logrotate).
 fn install_signals(reloader: Arc<Reloader>) -> Result<(), String> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     std::thread::Builder::new()
         .name("ringgate-signals".into())
@@ -302,6 +306,11 @@ fn install_signals(reloader: Arc<Reloader>) -> Result<(), String> {
             for sig in signals.forever() {
                 if sig == SIGHUP {
                     let _ = reloader.reload("SIGHUP");
+                    continue;
+                }
+                if sig == SIGUSR1 {
+                    ringgate::accesslog::reopen();
+                    tracing::info!("SIGUSR1: the access log is reopened");
                     continue;
                 }
                 stops += 1;

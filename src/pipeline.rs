@@ -207,6 +207,8 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
 
     // Upstream connection: pooled, or new.
     s.obs.upstream = Some((upstream, target.addr));
+    let trace = crate::trace::decide(&head, &s.req, snap.trace_generate, || w.rand());
+    s.obs.trace_id = trace.as_ref().map(|d| d.trace_id);
     let pooled = w.pool.take(target.key, group.idle_timeout, Instant::now());
     {
         let mut m = w.metrics.borrow_mut();
@@ -265,6 +267,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
                 target: target_override.as_ref(),
                 headers: &route.request_headers,
                 claim_lines: principal.as_ref().map_or(&[][..], |p| &p.header_lines[..]),
+                trace: trace.as_ref(),
             };
             forward_request_head(&head, &s.req, &ctx, &mut s.extra, iov.bufs_mut());
         }
@@ -378,6 +381,17 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         ResponseFraming::UntilClose => Some(BodyReader::UntilClose),
     };
     let mut out = std::mem::take(&mut s.iov);
+    if route.server_timing {
+        // W3C Server Timing: milliseconds so far (the response is about to be written).
+        let t = s.obs.timing(Instant::now());
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let line = format!(
+            "Server-Timing: gw;dur={:.3}, upstream;dur={:.3}\r\n",
+            ms(t.gateway()),
+            ms(t.upstream.unwrap_or_default())
+        );
+        limit_lines.put_slice(line.as_bytes());
+    }
     let ctx = ResponseCtx {
         client_minor: s.req.minor,
         conn: mode,

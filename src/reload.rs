@@ -190,6 +190,7 @@ impl Reloader {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(trigger, "reload failed, the running config stays:\n{}", e.render().trim_end());
+                crate::metrics::RELOADS_FAILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Err(e);
             }
         };
@@ -206,6 +207,7 @@ impl Reloader {
                         }],
                     };
                     tracing::error!(trigger, "reload failed: {}", err.render().trim_end());
+                    crate::metrics::RELOADS_FAILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     return Err(err);
                 }
             }
@@ -219,6 +221,7 @@ impl Reloader {
         self.shared.store(Arc::new(new));
         self.retired.lock().unwrap_or_else(|e| e.into_inner()).push(old);
         let took = started.elapsed();
+        crate::metrics::RELOADS_OK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(
             trigger,
             generation,

@@ -222,6 +222,8 @@ pub struct Route {
     pub auth: Option<crate::auth::RouteAuth>,
     /// Rate-limit policies (indexes into the snapshot's), all checked in order.
     pub rate_limits: Vec<usize>,
+    /// Send `Server-Timing` (gateway and upstream time) on proxied responses.
+    pub server_timing: bool,
 }
 
 /// Whether a status's response carries no body (RFC 9110 §15.3.5, §15.4.5).

@@ -154,6 +154,7 @@ async fn worker_main(spec: WorkerSpec, driver: &'static str) {
     while !shutting_down() {
         monoio::time::sleep(Duration::from_millis(50)).await;
         w.leases.borrow_mut().sweep(crate::ratelimit::now_ns());
+        w.log.borrow_mut().tick();
         let snap = w.snapshot.get();
         if w.slot.wanted() {
             publish_metrics(&w, &snap);
@@ -194,6 +195,7 @@ async fn worker_main(spec: WorkerSpec, driver: &'static str) {
         );
     }
     w.pool.clear();
+    w.log.borrow_mut().flush();
 }
 
 async fn accept_loop(

@@ -70,6 +70,8 @@ pub struct Snapshot {
     pub router: Router,
     /// JWT policies; `Route::auth` indexes this.
     pub auth: Vec<Arc<crate::auth::AuthPolicy>>,
+    /// Make a W3C traceparent for requests without a valid one (`[tracing] generate`).
+    pub trace_generate: bool,
     /// Rate-limit policies; `Route::rate_limits` indexes this.
     pub rate_limits: Vec<Arc<crate::ratelimit::RateLimitPolicy>>,
     /// Every target's pool key with its group's pool idle timeout (pooled connections under a
@@ -108,6 +110,7 @@ impl Snapshot {
             router: cfg.router,
             auth: cfg.auth,
             rate_limits: cfg.rate_limits,
+            trace_generate: cfg.trace_generate,
             targets,
         }
     }

@@ -298,6 +298,9 @@ pub struct RawRoute {
     /// `[[rate_limits]]` policy names, all checked in order.
     #[serde(default)]
     pub rate_limits: Vec<Text>,
+    /// Add `Server-Timing: gw;dur=..., upstream;dur=...` to responses.
+    #[serde(default)]
+    pub server_timing: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -385,6 +385,7 @@ fn one_route(
             response_headers,
             auth: None,
             rate_limits: Vec::new(),
+            server_timing: r.server_timing,
         },
         explicit_name,
     })

@@ -179,12 +179,23 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, opts: &ListenerOpts, w: 
         c.keep_alive = s.req.keep_alive;
         c.is_head = s.req.is_head;
         c.http10 = s.req.minor == 0;
+        s.obs.reset();
+        s.obs.start = Some(Instant::now());
         let guard = CountGuard::new(&w.in_flight);
         // Boxed: the request path's state (several KiB) lives on the heap only while a request is
         // in flight, so an idle keep-alive connection costs its small read buffer and this loop.
         let res = Box::pin(handle(&mut c, &mut s, &w, &snap)).await;
         drop(guard);
         drop(fresh.take());
+        let go_on = match &res {
+            Ok(_) => true,
+            Err(e) => {
+                let at_cap = c.requests >= snap.limits.max_requests_per_connection;
+                s.obs.status = e.answer().map_or(0, |a| a.status);
+                Box::pin(answer(&mut c, &w, e, at_cap)).await
+            }
+        };
+        crate::observe::finish(&w, &snap, &c, &s);
         w.recycle_scratch(s);
         match res {
             Ok(Next::KeepAlive) => {}
@@ -196,12 +207,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, opts: &ListenerOpts, w: 
                 Box::pin(tunnel(c, up, idle)).await;
                 return;
             }
-            Err(e) => {
-                let at_cap = c.requests >= snap.limits.max_requests_per_connection;
-                if !Box::pin(answer(&mut c, &w, &e, at_cap)).await {
-                    return;
-                }
-            }
+            Err(_) if !go_on => return,
+            Err(_) => {}
         }
     }
 }

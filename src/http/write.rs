@@ -34,6 +34,8 @@ pub struct ForwardCtx<'a> {
     pub headers: &'a HeaderOps,
     /// Header lines from the verified token's claims (`Name: value\r\n`...), or empty.
     pub claim_lines: &'a [u8],
+    /// The trace context to send (replacing the client's traceparent), if any.
+    pub trace: Option<&'a crate::trace::Decision>,
 }
 
 static HTTP11_CRLF: &[u8] = b" HTTP/1.1\r\n";
@@ -110,6 +112,12 @@ pub fn forward_request_head(
         if ops.removes(&buf[h.name.clone()]) && h.kind != HeaderKind::HopByHop {
             return (h.line.clone(), false);
         }
+        if let (Some(t), HeaderKind::Other) = (ctx.trace, h.kind) {
+            let name = &buf[h.name.clone()];
+            if name.eq_ignore_ascii_case(b"traceparent") || (t.drop_state && name.eq_ignore_ascii_case(b"tracestate")) {
+                return (h.line.clone(), false);
+            }
+        }
         let keep = match h.kind {
             HeaderKind::Other | HeaderKind::Host | HeaderKind::ContentLength | HeaderKind::TransferEncoding => {
                 !req.named_by_connection(buf, &h.name)
@@ -172,6 +180,9 @@ pub fn forward_request_head(
     }
     extra.put_slice(&ops.lines);
     extra.put_slice(ctx.claim_lines);
+    if let Some(t) = ctx.trace {
+        crate::trace::put(t, extra);
+    }
     extra.put_slice(b"\r\n");
     out.push(extra.split().freeze());
 }
@@ -301,6 +312,7 @@ mod tests {
             target: None,
             headers: &HeaderOps::default(),
             claim_lines: b"",
+            trace: None,
         };
         let mut extra = BytesMut::new();
         let mut out = Vec::new();
@@ -332,6 +344,7 @@ mod tests {
             target: None,
             headers: &HeaderOps::default(),
             claim_lines: b"",
+            trace: None,
         };
         let mut extra = BytesMut::new();
         let mut out = Vec::new();
