@@ -96,13 +96,13 @@ async fn fresh(
     connect_timeout: Duration,
 ) -> Result<UpstreamConn, ProxyError> {
     let key = crate::metrics::name_key("upstream", &group.name);
-    w.metrics.borrow_mut().upstream(key, &group.name).connect_attempts += 1;
+    w.metrics.borrow_mut().count_upstream(key, &group.name, |u| u.connect_attempts += 1);
     let res = connect(target, clock.cap(connect_timeout)?).await.map_err(|e| match e.kind() {
         std::io::ErrorKind::TimedOut => ProxyError::UpstreamTimeout,
         _ => ProxyError::UpstreamConnect(e),
     });
     if res.is_err() {
-        w.metrics.borrow_mut().upstream(key, &group.name).connect_failures += 1;
+        w.metrics.borrow_mut().count_upstream(key, &group.name, |u| u.connect_failures += 1);
     }
     res
 }
@@ -211,13 +211,14 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
     s.obs.trace_id = trace.as_ref().map(|d| d.trace_id);
     let pooled = w.pool.take(target.key, group.idle_timeout, Instant::now());
     {
-        let mut m = w.metrics.borrow_mut();
-        let u = m.upstream(crate::metrics::name_key("upstream", &group.name), &group.name);
-        if pooled.is_some() {
-            u.pool_hits += 1;
-        } else {
-            u.pool_misses += 1;
-        }
+        let hit = pooled.is_some();
+        w.metrics.borrow_mut().count_upstream(crate::metrics::name_key("upstream", &group.name), &group.name, |u| {
+            if hit {
+                u.pool_hits += 1;
+            } else {
+                u.pool_misses += 1;
+            }
+        });
     }
     let mut up = match pooled {
         Some(u) => u,

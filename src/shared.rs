@@ -72,6 +72,8 @@ pub struct Snapshot {
     pub auth: Vec<Arc<crate::auth::AuthPolicy>>,
     /// Make a W3C traceparent for requests without a valid one (`[tracing] generate`).
     pub trace_generate: bool,
+    /// `[metrics] enabled`.
+    pub metrics_enabled: bool,
     /// Rate-limit policies; `Route::rate_limits` indexes this.
     pub rate_limits: Vec<Arc<crate::ratelimit::RateLimitPolicy>>,
     /// Every target's pool key with its group's pool idle timeout (pooled connections under a
@@ -111,6 +113,7 @@ impl Snapshot {
             auth: cfg.auth,
             rate_limits: cfg.rate_limits,
             trace_generate: cfg.trace_generate,
+            metrics_enabled: cfg.metrics_enabled,
             targets,
         }
     }

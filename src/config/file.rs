@@ -37,6 +37,22 @@ pub struct RawConfig {
     pub access_log: Option<Spanned<RawAccessLog>>,
     #[serde(default)]
     pub tracing: RawTracing,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        RawMetrics { enabled: true }
+    }
 }
 
 /// `[access_log]`.

@@ -74,6 +74,8 @@ pub struct Config {
     pub access_log: Option<crate::accesslog::AccessLogCfg>,
     /// Make a W3C traceparent for requests without a valid one.
     pub trace_generate: bool,
+    /// Count requests into the per-core metrics (`[metrics] enabled`, default true).
+    pub metrics_enabled: bool,
     /// The routes compiled (index = position in `routes`).
     pub router: Router,
     /// Admin listener (`POST /reload`, `GET /status`); None = off.
@@ -486,6 +488,7 @@ fn validate(raw: &RawConfig, c: &mut Checker) -> Config {
         rate_limits,
         access_log,
         trace_generate: raw.tracing.generate,
+        metrics_enabled: raw.metrics.enabled,
         router,
         admin,
         reload,

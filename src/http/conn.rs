@@ -181,6 +181,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, opts: &ListenerOpts, w: 
         c.http10 = s.req.minor == 0;
         s.obs.reset();
         s.obs.start = Some(Instant::now());
+        w.metrics.borrow_mut().off = !snap.metrics_enabled;
         let guard = CountGuard::new(&w.in_flight);
         // Boxed: the request path's state (several KiB) lives on the heap only while a request is
         // in flight, so an idle keep-alive connection costs its small read buffer and this loop.

@@ -140,6 +140,8 @@ fn us(d: Duration) -> u64 {
 /// A worker's counters.
 #[derive(Clone, Default)]
 pub struct WorkerMetrics {
+    /// `[metrics] enabled` of the request's snapshot: when false nothing is recorded.
+    pub off: bool,
     pub worker: usize,
     pub driver: &'static str,
     /// Keyed by a hash of the route name (names are unique in a config and survive reloads).
@@ -172,6 +174,9 @@ impl WorkerMetrics {
         bytes_out: u64,
         t: &Timing,
     ) {
+        if self.off {
+            return;
+        }
         let r = self.routes.entry(key).or_insert_with(|| RouteStats::new(name));
         r.requests[method.min(7)][status_class(status)] += 1;
         r.bytes_in += bytes_in;
@@ -183,11 +188,21 @@ impl WorkerMetrics {
         let _ = r.gateway.record(us(t.gateway()));
     }
 
+    /// Count something for upstream `name` (nothing when metrics are off).
+    pub fn count_upstream(&mut self, key: u64, name: &str, f: impl FnOnce(&mut UpstreamStats)) {
+        if !self.off {
+            f(self.upstream(key, name));
+        }
+    }
+
     pub fn upstream(&mut self, key: u64, name: &str) -> &mut UpstreamStats {
         self.upstreams.entry(key).or_insert_with(|| UpstreamStats { name: name.into(), ..Default::default() })
     }
 
     pub fn policy(&mut self, kind: &'static str, name: &str, outcome: &'static str) {
+        if self.off {
+            return;
+        }
         let p = self.policies.entry(name_key(kind, name)).or_insert_with(|| PolicyStats {
             kind,
             name: name.into(),
