@@ -21,16 +21,52 @@ fn head(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// Cumulative bucket counts: a recorded slot counts under a bound only when its whole range of
+/// equivalent values lies at or below it (so a 1.003 ms request is never counted as ≤ 1 ms).
+fn buckets(h: &Histogram<u64>) -> ([u64; BUCKETS.len()], f64) {
+    let mut per = [0u64; BUCKETS.len()];
+    let mut sum = 0.0;
+    for v in h.iter_recorded() {
+        let (value, n) = (v.value_iterated_to(), v.count_at_value());
+        sum += h.median_equivalent(value) as f64 * n as f64 / 1e6;
+        let top = h.highest_equivalent(value);
+        if let Some(i) = BUCKETS.iter().position(|b| top <= (b * 1e6) as u64) {
+            per[i] += n;
+        }
+    }
+    for i in 1..per.len() {
+        per[i] += per[i - 1];
+    }
+    (per, sum)
+}
+
 fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram<u64>) {
-    for b in BUCKETS {
-        let upto = (b * 1e6) as u64;
-        let n = if h.is_empty() { 0 } else { h.count_between(0, upto) };
+    let (cumulative, sum) = buckets(h);
+    for (b, n) in BUCKETS.iter().zip(cumulative) {
         let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {n}");
     }
     let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.len());
-    let sum = if h.is_empty() { 0.0 } else { h.mean() * h.len() as f64 / 1e6 };
     let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
     let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.len());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_just_above_a_bound_is_not_counted_under_it() {
+        let mut h = crate::metrics::histogram();
+        h.record(1_003).expect("1.003 ms");
+        h.record(999).expect("0.999 ms");
+        h.record(10_050_000).expect("10.05 s");
+        let (b, sum) = buckets(&h);
+        let at = |s: f64| b[BUCKETS.iter().position(|x| *x == s).expect("a bound")];
+        assert_eq!(at(0.001), 1, "only 0.999 ms is <= 1 ms");
+        assert_eq!(at(0.0025), 2);
+        assert_eq!(at(10.0), 2, "10.05 s is not <= 10 s");
+        assert!((sum - 10.052).abs() < 0.06, "{sum}");
+    }
 }
 
 /// Everything, in the Prometheus text format. `each` holds the workers' own copies (for the
