@@ -50,25 +50,6 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram<u64>) {
     let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.len());
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_value_just_above_a_bound_is_not_counted_under_it() {
-        let mut h = crate::metrics::histogram();
-        h.record(1_003).expect("1.003 ms");
-        h.record(999).expect("0.999 ms");
-        h.record(10_050_000).expect("10.05 s");
-        let (b, sum) = buckets(&h);
-        let at = |s: f64| b[BUCKETS.iter().position(|x| *x == s).expect("a bound")];
-        assert_eq!(at(0.001), 1, "only 0.999 ms is <= 1 ms");
-        assert_eq!(at(0.0025), 2);
-        assert_eq!(at(10.0), 2, "10.05 s is not <= 10 s");
-        assert!((sum - 10.052).abs() < 0.06, "{sum}");
-    }
-}
-
 /// Everything, in the Prometheus text format. `each` holds the workers' own copies (for the
 /// per-worker driver gauge); `generation` is the live snapshot's.
 pub fn prometheus(m: &WorkerMetrics, each: &[WorkerMetrics], generation: u64, dropped_log_lines: u64) -> String {
@@ -211,4 +192,23 @@ pub fn latency_json(m: &WorkerMetrics) -> serde_json::Value {
         );
     }
     serde_json::json!({ "routes": routes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_just_above_a_bound_is_not_counted_under_it() {
+        let mut h = crate::metrics::histogram();
+        h.record(1_003).expect("1.003 ms");
+        h.record(999).expect("0.999 ms");
+        h.record(10_050_000).expect("10.05 s");
+        let (b, sum) = buckets(&h);
+        let at = |s: f64| b[BUCKETS.iter().position(|x| *x == s).expect("a bound")];
+        assert_eq!(at(0.001), 1, "only 0.999 ms is <= 1 ms");
+        assert_eq!(at(0.0025), 2);
+        assert_eq!(at(10.0), 2, "10.05 s is not <= 10 s");
+        assert!((sum - 10.052).abs() < 0.06, "{sum}");
+    }
 }
