@@ -42,6 +42,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--ratelimit", action="store_true",
                    help="rate-limit scenario: direct, ringgate-uring, ringgate-ratelimit (its route under a "
                         "rate-limit policy far above the offered rate: the cost of the check)")
+    p.add_argument("--observability", action="store_true",
+                   help="observability scenario: direct, ringgate-uring, ringgate-observed (JSON access log on, "
+                        "GET /metrics scraped every second during its runs)")
     p.add_argument("--quick", action="store_true", help="1 round of 3 s per run")
     p.add_argument("--smoke", action="store_true",
                    help="prove the plumbing: 1 round of 2 s, 1,000 memory connections, no warm-up")
@@ -66,7 +69,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     a = parse_args(argv)
-    default = default_targets(tls=a.tls, jwt=a.jwt, ratelimit=a.ratelimit)
+    default = default_targets(tls=a.tls, jwt=a.jwt, ratelimit=a.ratelimit, observability=a.observability)
     targets = [t.strip() for t in (a.targets.split(",") if a.targets else default) if t.strip()]
     if a.with_haproxy and "haproxy" not in targets:
         targets.append("haproxy")

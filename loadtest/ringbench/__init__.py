@@ -8,6 +8,7 @@ Modules:
   loadgen  - wrk and oha runners and output parsing
   memory   - many idle keep-alive connections (memory scenario)
   stats    - median / min / max summaries and formatting
+  scrape   - ringgate's /metrics: parsing, per-run histograms and quantiles, a background scraper
   install  - install missing tools, build ringgate
   sysinfo  - kernel, CPU model, tool versions
   report   - Markdown / JSON report

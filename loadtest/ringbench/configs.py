@@ -226,11 +226,15 @@ def ringgate_toml(port: int, upstream_port: int, workers: int = 1, driver: Optio
                   max_idle_per_target: int = 64, bare: bool = False,
                   keepalive_timeout: str = f"{LONG_TIMEOUT_S}s", routes: int = 1,
                   tls: Optional[tuple[Path, Path]] = None, jwt_key: Optional[Path] = None,
-                  rate_limit: bool = False) -> str:
+                  rate_limit: bool = False, admin_port: Optional[int] = None,
+                  access_log: Optional[Path] = None, metrics: bool = True) -> str:
     """ringgate config (see docs/config.md): one listener, one upstream, route prefix "/"
     (or, with routes > 1, the synthetic table of that many routes, see route_table_toml).
     jwt_key (an RS256 public key PEM) puts route "/" behind the JWT policy JWT_POLICY (docs/auth.md).
     rate_limit=True puts route "/" under the rate-limit policy RATELIMIT_POLICY (docs/ratelimit.md).
+    admin_port adds an [admin] listener on 127.0.0.1 (GET /metrics, /metrics/latency: docs/observability.md);
+    access_log (a file) turns the JSON access log on. Metrics are on by default; metrics=False writes
+    [metrics] enabled = false (the baseline that measures what metrics cost).
 
     bare=True switches off X-Forwarded-* and X-Request-Id, which nginx/haproxy
     as configured here do not add either.
@@ -262,6 +266,12 @@ def ringgate_toml(port: int, upstream_port: int, workers: int = 1, driver: Optio
             "request_id = false",
             "",
         ]
+    if admin_port:
+        lines += ["[admin]", f'address = "127.0.0.1:{admin_port}"', ""]
+    if access_log:
+        lines += ["[access_log]", f'path = "{access_log}"', 'format = "json"', ""]
+    if not metrics:
+        lines += ["[metrics]", "enabled = false", ""]
     lines += [
         "[[upstreams]]",
         'name = "bench"',

@@ -199,8 +199,8 @@ def http_get(host: str, port: int, path: str = "/", timeout: float = 2.0,
 
 def wait_http_ok(host: str, port: int, timeout: float, proc: Optional[Proc] = None,
                  expect_body: Optional[bytes] = None, tls: bool = False,
-                 headers: Sequence[str] = ()) -> None:
-    """Poll until GET / (with `headers`) answers 200 (and body matches), or raise RuntimeError with
+                 headers: Sequence[str] = (), path: str = "/") -> None:
+    """Poll until GET `path` (with `headers`) answers 200 (and body matches), or raise RuntimeError with
     the proc's logs."""
     deadline = time.monotonic() + timeout
     last = "no attempt"
@@ -209,7 +209,7 @@ def wait_http_ok(host: str, port: int, timeout: float, proc: Optional[Proc] = No
             raise RuntimeError(f"{proc.name} exited with {proc.returncode()} before answering\n"
                                + proc.output_tail())
         try:
-            status, body = http_get(host, port, timeout=1.0, tls=tls, headers=headers)
+            status, body = http_get(host, port, path, timeout=1.0, tls=tls, headers=headers)
             if status == 200 and (expect_body is None or body == expect_body):
                 return
             last = f"status {status}, body {body[:80]!r}"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from . import configs
 from .stats import fmt_summary
-from .suite import COMPARISONS, JWT_CPU_TARGET_US
+from .suite import COMPARISONS, CPU, CPU_REL, JWT_CPU_TARGET_US, OBSERVED_CPU_TARGET_PCT, SCRAPE_INTERVAL_S
 
 
 def _ms(s, signed=False):
@@ -14,11 +14,17 @@ def _ms(s, signed=False):
 
 
 def _delta(s, digits: int, ok=None) -> str:
-    """A signed difference, marked ✅/❌ by whether its median meets the target (`ok(median)`), if any."""
+    """A signed difference, marked ✅/❌ by whether it meets the target (`ok(summary)`), if any."""
     if s is None:
         return "–"
-    mark = "" if ok is None else (" ✅" if ok(s["median"]) else " ❌")
+    mark = "" if ok is None else (" ✅" if ok(s) else " ❌")
     return fmt_summary(s, digits, signed=True) + mark
+
+
+def _no_change(s) -> bool:
+    """No change detectable over the rounds: the median difference is ≤ 0, or the per-round differences
+    disagree on its sign (their range holds 0)."""
+    return s["median"] <= 0 or s["min"] <= 0 <= s["max"]
 
 
 def _table(header: list, rows: list) -> list:
@@ -35,16 +41,19 @@ def _per_rate_table(targets, rates, by_rate: dict, columns: tuple, cells) -> lis
     return _table(header, rows)
 
 
-def _comparison(comp: dict, rates: list, title: str, note: str, cpu_ok=None, p99_ok=None) -> list:
+def _comparison(comp: dict, rates: list, title: str, note: str, cpu_ok=None, p99_ok=None,
+                rel_ok=None) -> list:
     """A suite.compare() summary (a scenario target − the same route without its feature) as a section:
     Δ proxy CPU µs/req at saturation and at each rate, Δ added p99 at each rate, each marked against
-    its target when one is given."""
-    def cpu(s):
-        return _delta(s.get("proxy_cpu_us_per_req"), 1, cpu_ok)
+    its target when one is given. With rel_ok, also Δ proxy CPU relative to the baseline's (%), marked
+    against rel_ok at saturation."""
+    def cpu(s, ok=None):
+        return [_delta(s.get(CPU), 1, cpu_ok)] + ([_delta(s.get(CPU_REL), 1, ok)] if rel_ok else [])
     lat = comp.get("latency", {})
-    rows = [["wrk saturation", cpu(comp.get("saturation", {})), "–"]]
-    rows += [[f"{r}/s", cpu(lat.get(r, {})), _delta(lat.get(r, {}).get("p99_ms"), 3, p99_ok)] for r in rates]
-    return [f"## {title}", "", note, ""] + _table(["load", "Δ proxy CPU µs/req", "Δ added p99, ms"], rows)
+    rows = [["wrk saturation", *cpu(comp.get("saturation", {}), rel_ok), "–"]]
+    rows += [[f"{r}/s", *cpu(lat.get(r, {})), _delta(lat.get(r, {}).get("p99_ms"), 3, p99_ok)] for r in rates]
+    header = ["load", "Δ proxy CPU µs/req"] + (["Δ proxy CPU %"] if rel_ok else []) + ["Δ added p99, ms"]
+    return [f"## {title}", "", note, ""] + _table(header, rows)
 
 
 def _comparisons(summ: dict, rates: list) -> list:
@@ -57,7 +66,7 @@ def _comparisons(summ: dict, rates: list) -> list:
                                      "paired per round)",
                          f"One repeated token. Targets (issue 5): under {JWT_CPU_TARGET_US:g} µs more proxy CPU "
                          "per request, no more added p99.",
-                         cpu_ok=lambda m: m < JWT_CPU_TARGET_US, p99_ok=lambda m: m <= 0)
+                         cpu_ok=lambda s: s["median"] < JWT_CPU_TARGET_US, p99_ok=lambda s: s["median"] <= 0)
     rl = summ.get("ratelimit")
     if rl:
         target, baseline = COMPARISONS["ratelimit"]
@@ -69,7 +78,61 @@ def _comparisons(summ: dict, rates: list) -> list:
                          "this is the cost of the check (per-check time: `cargo bench --bench ratelimit`). "
                          f"Non-2xx responses from {target}: {'?' if refused is None else f'{refused:,}'}"
                          f"{' ❌' if refused else ''}.")
+    met = summ.get("metrics")
+    if met:
+        target, baseline = COMPARISONS["metrics"]
+        L += _comparison(met, rates, f"Metrics on vs off ({target} − {baseline}, paired per round)",
+                         f"{target}: ringgate's default (per-core metrics recorded for every request); {baseline}: "
+                         "`[metrics] enabled = false`. No access log, no scrapes during runs on either.",
+                         p99_ok=_no_change)
+    obs = summ.get("observability")
+    if obs:
+        target, baseline = COMPARISONS["observability"]
+        per_req = obs.get("access_log_bytes_per_req")
+        dropped = obs.get("access_log_dropped")
+        L += _comparison(obs, rates, f"Access log + metrics scrapes vs neither ({target} − {baseline}, "
+                                     "paired per round)",
+                         f"{target}: JSON access log to a file and `GET /metrics` scraped every "
+                         f"{SCRAPE_INTERVAL_S:g} s during each of its runs (the scrapes' work in ringgate, on the "
+                         f"admin thread and the workers, counts as its proxy CPU); {baseline} records no metrics "
+                         "(`[metrics] enabled = false`), no access log, no scrapes. Targets (issue 7): under "
+                         f"{OBSERVED_CPU_TARGET_PCT:g} % more proxy CPU per request at saturation, no change to "
+                         "added p99 (✅ when the median difference is ≤ 0 or the rounds disagree on its sign). "
+                         f"Scrapes: {obs.get('scrapes', 0):,} ({obs.get('scrape_errors', 0):,} failed); access "
+                         f"log: {fmt_summary(per_req)} bytes per request at saturation, "
+                         f"{'?' if dropped is None else f'{dropped:,.0f}'} lines dropped{' ❌' if dropped else ''}.",
+                         rel_ok=lambda s: s["median"] < OBSERVED_CPU_TARGET_PCT, p99_ok=_no_change)
     return L
+
+
+def _whitebox(summ: dict, targets: list, rates: list) -> list:
+    """Per target with an admin listener and rate: ringgate's own gateway-added and total p50/p99 for
+    that run (suite.Suite.latency, scrape.whitebox) beside the black-box added p50/p99 (target − direct)."""
+    wb, added = summ.get("whitebox", {}), summ.get("added", {})
+    rows = []
+    for t in targets:
+        for r in rates:
+            w, a = wb.get(r, {}).get(t), added.get(r, {}).get(t, {})
+            if w:
+                rows.append([t, f"{r}/s", fmt_summary(w.get("count")),
+                             *(_ms(w.get(f"{k}_ms")) for k in ("gateway_added_p50", "gateway_added_p99",
+                                                               "total_p50", "total_p99")),
+                             _ms(a.get("p50_ms"), True), _ms(a.get("p99_ms"), True)])
+    if not rows:
+        return []
+    note = ("White-box: ringgate's own histograms by route from `GET /metrics`, read right before and right "
+            "after each fixed-rate run (outside its measured window). They are cumulative and cannot be reset, "
+            "so a run's own counts are the after − before difference of the cumulative bucket counts, and its "
+            "quantiles are estimated from those buckets by linear interpolation within the bucket holding the "
+            "rank (lower bound of the first bucket: 0). The buckets are 50 µs, 100 µs, 250 µs, 500 µs, 1 ms, "
+            "2.5 ms, …: a figure below 0.050 only says the quantile is in the first bucket. Gateway-added = "
+            "head parsed → response written, less the upstream wait; total = head parsed → response written. "
+            "Black-box added: the target's oha p50/p99 − direct's, paired per round (as above). Why they "
+            "differ: loadtest/README.md.")
+    header = ["target", "rate", "requests in the histogram", "white-box gateway-added p50",
+              "white-box gateway-added p99", "white-box total p50", "white-box total p99",
+              "black-box added p50", "black-box added p99"]
+    return ["## White-box vs black-box gateway-added latency, ms", "", note, ""] + _table(header, rows)
 
 
 def markdown(result: dict) -> str:
@@ -134,6 +197,7 @@ def markdown(result: dict) -> str:
         L += _per_rate_table(proxies, rates, added, ("+p50 @{r}/s", "+p99 @{r}/s"),
                              lambda s: (_ms(s.get("p50_ms"), True), _ms(s.get("p99_ms"), True)))
 
+    L += _whitebox(summ, targets, rates)
     L += _comparisons(summ, rates)
 
     hs = summ.get("handshake", {})

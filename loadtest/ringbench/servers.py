@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Optional
 
 from . import configs, procfs
-from .procs import Proc, wait_http_ok
+from .procs import Proc, http_get, wait_http_ok
 
 HOST = "127.0.0.1"
 EXPECT_BODY = b"ok"
+ADMIN_TIMEOUT_S = 2.0  # a scrape waits ~50 ms for the workers' copies, at most 500 ms (docs/observability.md)
 
 
 class Server:
@@ -27,6 +28,8 @@ class Server:
     path: str = "/"  # what the load generators request
     tls: bool = False  # served over TLS (https)
     headers: tuple[str, ...] = ()  # request header lines ("Name: value") every client sends
+    admin_port: Optional[int] = None  # ringgate's admin listener (GET /metrics), if it has one
+    access_log: Optional[Path] = None  # ringgate's access log file, if it writes one
 
     def start(self) -> None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -114,9 +117,12 @@ class RinggateServer(Server):
     def __init__(self, name: str, binary: Path, driver: str, port: int, upstream_port: int,
                  work_dir: Path, cpu: Optional[int], workers: int = 1, bare: bool = False,
                  routes: int = 1, tls: Optional[tuple[Path, Path]] = None,
-                 jwt: Optional[tuple[Path, str]] = None, rate_limit: bool = False):
+                 jwt: Optional[tuple[Path, str]] = None, rate_limit: bool = False,
+                 admin_port: Optional[int] = None, access_log: bool = False, metrics: bool = True):
         """jwt = (RS256 public key PEM, token): route "/" requires a JWT, clients send the token.
-        rate_limit: route "/" is under configs.RATELIMIT_POLICY (a limit far above the offered rate)."""
+        rate_limit: route "/" is under configs.RATELIMIT_POLICY (a limit far above the offered rate).
+        admin_port: an [admin] listener there (metrics scrapes); access_log: a JSON access log in
+        WORK_DIR/NAME/access.log."""
         self.name = name
         self.tls = tls is not None
         if jwt:
@@ -129,11 +135,15 @@ class RinggateServer(Server):
         self.cpu = cpu
         self.dir = Path(work_dir) / name
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.admin_port = admin_port
+        if access_log:
+            self.access_log = self.dir.resolve() / "access.log"
         self.conf_path = self.dir / "ringgate.toml"
         self.conf_path.write_text(configs.ringgate_toml(port, upstream_port, workers=workers,
                                                         driver=driver, bare=bare, routes=routes, tls=tls,
                                                         jwt_key=jwt[0] if jwt else None,
-                                                        rate_limit=rate_limit))
+                                                        rate_limit=rate_limit, admin_port=admin_port,
+                                                        access_log=self.access_log, metrics=metrics))
         self.banner: Optional[str] = None
 
     def start(self) -> None:
@@ -147,6 +157,17 @@ class RinggateServer(Server):
         self.proc = Proc(self.name, cmd, self.cpu, self.dir, env=env)
         self._wait_banner(timeout=15.0)
         self.wait_ready()
+        if self.admin_port:
+            wait_http_ok(HOST, self.admin_port, 15.0, proc=self.proc, path="/healthz")
+
+    def admin_get(self, path: str) -> str:
+        """GET `path` on the admin listener (e.g. /metrics): the body, or RuntimeError/OSError."""
+        if not self.admin_port:
+            raise RuntimeError(f"{self.name} has no admin listener")
+        status, body = http_get(HOST, self.admin_port, path, timeout=ADMIN_TIMEOUT_S)
+        if status != 200:
+            raise RuntimeError(f"{self.name} admin GET {path}: status {status}")
+        return body.decode("utf-8", "replace")
 
     def _wait_banner(self, timeout: float) -> None:
         """Read the banner from stdout; warn-free if it never shows (the HTTP check decides)."""

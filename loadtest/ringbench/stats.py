@@ -40,3 +40,8 @@ def fmt_summary(s: Optional[dict], digits: int = 0, signed: bool = False) -> str
 def paired_differences(a: list[Optional[float]], b: list[Optional[float]]) -> list[Optional[float]]:
     """a[i] - b[i] per round (None when either is missing)."""
     return [x - y if x is not None and y is not None else None for x, y in zip(a, b)]
+
+
+def paired_relative(a: list[Optional[float]], b: list[Optional[float]]) -> list[Optional[float]]:
+    """(a[i] - b[i]) / b[i] per round, in % (None when either is missing or b[i] is 0)."""
+    return [(x - y) / y * 100 if x is not None and y else None for x, y in zip(a, b)]

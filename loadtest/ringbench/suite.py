@@ -6,19 +6,20 @@ Layout of the machine (defaults, 2 CPUs):
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import configs, loadgen, procfs, stats
+from . import configs, loadgen, procfs, scrape, stats
 from .memory import IdleConnections
 from .servers import HOST, DirectTarget, HaproxyServer, NginxServer, RinggateServer, Server
 
 ALL_TARGETS = ["direct", "ringgate-uring", "ringgate-epoll", "nginx-proxy", "haproxy",
                "ringgate-routes10", "ringgate-routes10k", "ringgate-tls", "nginx-tls", "ringgate-jwt",
-               "ringgate-ratelimit"]
+               "ringgate-ratelimit", "ringgate-observed", "ringgate-nometrics"]
 # TLS scenario (issue 4): TLS termination in front of the same plain upstream, same certificate.
 TLS_TARGETS = ["ringgate-tls", "nginx-tls"]
 # Route-table scenario (issue 3): ringgate on io_uring with a 10- or 10,000-route table, loaded on a
@@ -32,21 +33,37 @@ JWT_CPU_TARGET_US = 1.0  # the JWT route may cost less than this much more proxy
 # the offered rate (configs.RATELIMIT_*: nothing is refused, the runs measure the check), beside the same
 # route without a limit.
 RATELIMIT_TARGET, RATELIMIT_BASELINE = "ringgate-ratelimit", "ringgate-uring"
+# Observability scenario (issue 7): ringgate on io_uring with its JSON access log on and its GET /metrics
+# scraped once per second during every run, beside ringgate-nometrics ([metrics] enabled = false, no
+# access log): the cost of metrics + access log + scrapes together. ringgate-uring (metrics on, the
+# default) beside ringgate-nometrics gives the cost of metrics alone ("metrics" comparison).
+OBSERVED_TARGET, OBSERVED_BASELINE = "ringgate-observed", "ringgate-nometrics"
+OBSERVED_CPU_TARGET_PCT = 3.0  # at saturation, under this much more proxy CPU per request (%)
+SCRAPE_INTERVAL_S = 1.0
+SCRAPED_TARGETS = (OBSERVED_TARGET,)  # scraped during their runs (the scrapes' cost counts as theirs)
+# Targets with an [admin] listener: /metrics is read right before and after each fixed-rate run (outside
+# the measured window) for white-box gateway-added figures. The admin listener is its own thread, off the
+# workers' path.
+ADMIN_TARGETS = ("ringgate-uring", OBSERVED_TARGET)
 # Paired comparisons in the summary: key → (scenario target, the same route without the feature).
-COMPARISONS = {"jwt": (JWT_TARGET, JWT_BASELINE), "ratelimit": (RATELIMIT_TARGET, RATELIMIT_BASELINE)}
+COMPARISONS = {"jwt": (JWT_TARGET, JWT_BASELINE), "ratelimit": (RATELIMIT_TARGET, RATELIMIT_BASELINE),
+               "metrics": ("ringgate-uring", OBSERVED_BASELINE),
+               "observability": (OBSERVED_TARGET, OBSERVED_BASELINE)}
 DEFAULT_TARGETS = ["direct", "ringgate-uring", "ringgate-epoll", "nginx-proxy"]
 DIRECT_P99_WARN_MS = 1.0      # direct p99 above this at a fixed rate → warning
 RATE_SHORTFALL = 0.95          # achieved < 95% of the asked rate → warning
 RSS_TARGET_MIB = 64.0
 
 
-def default_targets(tls: bool = False, jwt: bool = False, ratelimit: bool = False) -> list[str]:
+def default_targets(tls: bool = False, jwt: bool = False, ratelimit: bool = False,
+                    observability: bool = False) -> list[str]:
     """The targets when none are named: the scenarios' own (direct first, each target once), or
     DEFAULT_TARGETS."""
-    if not (tls or jwt or ratelimit):
+    if not (tls or jwt or ratelimit or observability):
         return list(DEFAULT_TARGETS)
     out = ["direct"] + (TLS_TARGETS if tls else [])
-    for on, key in ((jwt, "jwt"), (ratelimit, "ratelimit")):
+    for on, key in ((jwt, "jwt"), (ratelimit, "ratelimit"), (observability, "metrics"),
+                    (observability, "observability")):
         if on:
             target, baseline = COMPARISONS[key]
             out += [t for t in (baseline, target) if t not in out]
@@ -135,7 +152,10 @@ class Suite:
                                   routes=ROUTE_TABLE_TARGETS.get(name, 1),
                                   tls=o.tls_cert if name == "ringgate-tls" else None,
                                   jwt=o.jwt if name == JWT_TARGET else None,
-                                  rate_limit=name == RATELIMIT_TARGET)
+                                  rate_limit=name == RATELIMIT_TARGET,
+                                  admin_port=_free_port() if name in ADMIN_TARGETS else None,
+                                  access_log=name == OBSERVED_TARGET,
+                                  metrics=name != OBSERVED_BASELINE)
         raise ValueError(f"unknown target {name!r} (known: {', '.join(ALL_TARGETS)})")
 
     def stop(self) -> None:
@@ -164,11 +184,15 @@ class Suite:
     # ------------------------------------------------------------------ measurement
 
     def _measured(self, name: str, run: Callable[[], dict], served_key: str) -> dict:
-        """Run a load generator against target `name`, adding CPU figures of proxy/upstream/CPU 1."""
+        """Run a load generator against target `name`, adding CPU figures of proxy/upstream/CPU 1.
+        A SCRAPED_TARGETS target has its /metrics scraped every SCRAPE_INTERVAL_S meanwhile; a target's
+        access log is measured and emptied after the run."""
         if not self._ensure_alive(name):
             return {"error": f"{name} not running"}
         srv = self.servers[name]
         assert self.upstream is not None
+        scraper = scrape.Scraper(lambda: srv.admin_get("/metrics"), SCRAPE_INTERVAL_S) \
+            if name in SCRAPED_TARGETS and srv.admin_port else None
         proxy_pids = srv.cpu_pids()
         up_pids = self.upstream.cpu_pids()
         p0 = procfs.tree_cpu_seconds(proxy_pids)
@@ -176,7 +200,8 @@ class Suite:
         c0 = procfs.cpu_busy_seconds(self.o.cpu_proxy) if self.o.cpu_proxy is not None else None
         t0 = time.monotonic()
         try:
-            res = run()
+            with scraper or contextlib.nullcontext():
+                res = run()
         except Exception as e:  # noqa: BLE001 - record and go on with the next slot
             self.log(f"  ERROR {name}: {e}")
             return {"error": str(e)}
@@ -194,6 +219,10 @@ class Suite:
             res["proxy_cpu_pct"] = (p1 - p0) / wall * 100 if wall > 0 else None
             if c0 is not None and c1 is not None:
                 res["cpu_proxy_busy_us_per_req"] = (c1 - c0) / served * 1e6 if served else None
+        if scraper is not None:
+            res.update(scraper.figures())
+        if srv.access_log is not None:
+            res.update(_empty_access_log(srv.access_log, served))
         if not srv.alive():
             res["error"] = f"{name} died during the run"
             self.warnings.append(f"{name} died during a run\n{srv.proc.output_tail() if srv.proc else ''}")
@@ -211,14 +240,35 @@ class Suite:
         return res
 
     def latency(self, name: str, rate: int, duration_s: float) -> dict:
+        """An oha run at `rate`; on a target with an admin listener, also its white-box figures from
+        /metrics read right before and right after (outside the measured window)."""
         o = self.o
         srv = self.servers[name]
+        before, err = self._scrape(name) if srv.admin_port else (None, None)
         res = self._measured(name, lambda: loadgen.run_oha(srv.url, rate, duration_s, o.oha_connections,
                                                            o.cpu_loadgen, headers=srv.headers), "responses")
         if res.get("real_errors"):
             self.warnings.append(f"{name} @{rate}/s: {res['real_errors']} failed requests "
                                  f"(codes {res.get('status_codes')}, errors {res.get('errors')})")
+        if srv.admin_port and "error" not in res:
+            after, err_after = self._scrape(name)
+            err = err or err_after
+            if after is not None and not err:
+                try:
+                    res["whitebox"] = scrape.whitebox(before, after)
+                except ValueError as e:
+                    err = str(e)
+            if err:
+                res["whitebox_error"] = err
+                self.warnings.append(f"{name} @{rate}/s: no white-box figures (/metrics: {err})")
         return res
+
+    def _scrape(self, name: str) -> tuple[Optional[str], Optional[str]]:
+        """(GET /metrics of target `name`, None) or (None, what went wrong)."""
+        try:
+            return self.servers[name].admin_get("/metrics"), None
+        except (OSError, RuntimeError) as e:
+            return None, str(e) or type(e).__name__
 
     def warmup(self) -> None:
         if self.o.warmup_s <= 0:
@@ -330,7 +380,7 @@ class Suite:
     def summarize(self) -> dict:
         o = self.o
         rounds = self.result["rounds"]
-        summ: dict = {"saturation": {}, "latency": {}, "added": {}}
+        summ: dict = {"saturation": {}, "latency": {}, "added": {}, "whitebox": {}}
         for name in o.targets:
             sat = _runs(rounds, name)
             summ["saturation"][name] = {
@@ -342,6 +392,7 @@ class Suite:
             key = str(rate)
             summ["latency"][key] = {}
             summ["added"][key] = {}
+            summ["whitebox"][key] = {}
             direct = _runs(rounds, "direct", key)
             for name in o.targets:
                 lat = _runs(rounds, name, key)
@@ -350,6 +401,10 @@ class Suite:
                     k: stats.summarize(x.get(k) for x in ok)
                     for k in ("p50_ms", "p99_ms", "achieved_rps", "proxy_cpu_us_per_req")
                 }
+                wb = [x["whitebox"] for x in ok if x.get("whitebox")]
+                if wb:
+                    summ["whitebox"][key][name] = {k: stats.summarize(w.get(k) for w in wb)
+                                                   for k in scrape.WHITEBOX_FIGURES}
                 if name != "direct" and "direct" in o.targets:
                     summ["added"][key][name] = {k: _paired(lat, direct, k) for k in ("p50_ms", "p99_ms")}
             # direct must keep up with the asked rate at a low p99, else the machine is the bottleneck
@@ -389,6 +444,8 @@ class Suite:
         for key, (target, baseline) in COMPARISONS.items():
             if target in o.targets and baseline in o.targets:
                 summ[key] = compare(rounds, target, baseline, o.rates)
+        if OBSERVED_TARGET in o.targets:
+            self._observed_summary(summ, rounds)
         if RATELIMIT_TARGET in o.targets:
             refused = non_2xx(rounds, RATELIMIT_TARGET)
             if "ratelimit" in summ:
@@ -399,6 +456,26 @@ class Suite:
                                      "refusals, not only the cost of the check")
         self.result["summary"] = summ
         return summ
+
+    def _observed_summary(self, summ: dict, rounds: list) -> None:
+        """OBSERVED_TARGET's scrapes and access log over all its runs, into summ["observability"] (when
+        the comparison is there), with warnings for failed scrapes and dropped log lines."""
+        runs = list(_all_runs(rounds, OBSERVED_TARGET))
+        dropped = [x["access_log_dropped"] for x in runs if x.get("access_log_dropped") is not None]
+        fig = {"scrapes": sum(x.get("scrapes") or 0 for x in runs),
+               "scrape_errors": sum(x.get("scrape_errors") or 0 for x in runs),
+               "access_log_dropped": max(dropped) if dropped else None,
+               "access_log_bytes_per_req": stats.summarize(x.get("access_log_bytes_per_req")
+                                                           for x in _runs(rounds, OBSERVED_TARGET))}
+        if "observability" in summ:
+            summ["observability"].update(fig)
+        if fig["scrape_errors"]:
+            last = next((x["scrape_last_error"] for x in reversed(runs) if x.get("scrape_last_error")), "?")
+            self.warnings.append(f"{OBSERVED_TARGET}: {fig['scrape_errors']} of "
+                                 f"{fig['scrapes'] + fig['scrape_errors']} /metrics scrapes failed (last: {last})")
+        if fig["access_log_dropped"]:
+            self.warnings.append(f"{OBSERVED_TARGET}: {fig['access_log_dropped']:,.0f} access-log lines dropped "
+                                 "(the writer fell behind): its figures leave out writing them")
 
     def run(self) -> dict:
         try:
@@ -417,35 +494,61 @@ def _runs(rounds: list, name: str, rate: Optional[str] = None) -> list[dict]:
     return [(r["saturation"] if rate is None else r["latency"].get(rate, {})).get(name, {}) for r in rounds]
 
 
+CPU = "proxy_cpu_us_per_req"
+CPU_REL = "proxy_cpu_rel_pct"  # in compare(): (target − baseline) / baseline proxy CPU per request, %
+
+
 def compare(rounds: list, target: str, baseline: str, rates: list) -> dict:
     """target − baseline (the same route without the scenario's feature), paired per round: proxy CPU
-    µs/req at saturation and at each rate, and p99 at each rate; at a fixed rate the p99 difference is
-    also the difference of their added p99 (direct cancels out)."""
-    def versus(rate: Optional[str], k: str) -> Optional[dict]:
-        return _paired(_runs(rounds, target, rate), _runs(rounds, baseline, rate), k)
-    cpu = "proxy_cpu_us_per_req"
-    return {"saturation": {cpu: versus(None, cpu)},
-            "latency": {str(r): {k: versus(str(r), k) for k in (cpu, "p99_ms")} for r in rates}}
+    µs/req (and relative to the baseline's, %: CPU_REL) at saturation and at each rate, and p99 at each
+    rate; at a fixed rate the p99 difference is also the difference of their added p99 (direct cancels
+    out)."""
+    def versus(rate: Optional[str], keys: tuple) -> dict:
+        runs, base = _runs(rounds, target, rate), _runs(rounds, baseline, rate)
+        out = {k: _paired(runs, base, k) for k in keys}
+        out[CPU_REL] = _paired(runs, base, CPU, relative=True)
+        return out
+    return {"saturation": versus(None, (CPU,)),
+            "latency": {str(r): versus(str(r), (CPU, "p99_ms")) for r in rates}}
+
+
+def _all_runs(rounds: list, name: str):
+    """Every run of target `name` in the rounds: saturation, new-connection and each rate's."""
+    for r in rounds:
+        runs = [r.get("saturation", {}).get(name), r.get("handshake", {}).get(name)]
+        runs += [by_target.get(name) for by_target in r.get("latency", {}).values()]
+        yield from (x for x in runs if x)
 
 
 def non_2xx(rounds: list, name: str) -> int:
     """Responses other than 2xx that target `name` gave in the rounds: wrk's count (saturation and
     new-connection runs; wrk counts non-2xx-or-3xx) plus oha's status codes at each rate."""
     n = 0
-    for r in rounds:
-        for kind in ("saturation", "handshake"):
-            n += r.get(kind, {}).get(name, {}).get("non_2xx") or 0
-        for by_target in r.get("latency", {}).values():
-            codes = by_target.get(name, {}).get("status_codes") or {}
-            n += sum(v for code, v in codes.items() if not str(code).startswith("2"))
+    for run in _all_runs(rounds, name):
+        n += run.get("non_2xx") or 0
+        n += sum(v for code, v in (run.get("status_codes") or {}).items() if not str(code).startswith("2"))
     return n
 
 
-def _paired(runs: list[dict], base: list[dict], k: str) -> Optional[dict]:
-    """Summary of runs[i][k] − base[i][k] over the rounds where neither failed."""
+def _paired(runs: list[dict], base: list[dict], k: str, relative: bool = False) -> Optional[dict]:
+    """Summary of runs[i][k] − base[i][k] (relative: as % of base[i][k]) over the rounds where neither
+    failed."""
     def pick(lst):
         return [x.get(k) if "error" not in x else None for x in lst]
-    return stats.summarize(stats.paired_differences(pick(runs), pick(base)))
+    diff = stats.paired_relative if relative else stats.paired_differences
+    return stats.summarize(diff(pick(runs), pick(base)))
+
+
+def _empty_access_log(path: Path, served: int) -> dict:
+    """The access log's size after a run (bytes, and per request served), then empty it, so the log does
+    not fill the disk over the rounds (ringgate appends: the next line goes to the new end). Lines still
+    in a worker's buffer (up to flush_interval) land in the next run's count."""
+    try:
+        size = path.stat().st_size
+        os.truncate(path, 0)
+    except OSError as e:
+        return {"access_log_error": str(e)}
+    return {"access_log_bytes": size, "access_log_bytes_per_req": size / served if served else None}
 
 
 def _free_port() -> int:
