@@ -124,96 +124,79 @@ pub struct Entry<'a> {
 }
 
 impl LocalLog {
-    /// Append one line (and hand the buffer over if it is full).
+    /// Append one line (and hand the buffer over if it is full). Formatting is by hand (integers
+    /// and fixed-point milliseconds), not through `fmt`: this runs once per request.
     pub fn push(&mut self, e: &Entry<'_>) {
         let Some(log) = LOG.get() else { return };
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         if self.second.0 != now.as_secs() || self.second.1[0] == 0 {
             self.second = (now.as_secs(), civil(now.as_secs()));
         }
-        let b = &mut self.buf;
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let t = &e.timing;
+        let json = log.cfg.format == Format::Json;
         let query = e.query.filter(|_| log.cfg.include_query);
-        match log.cfg.format {
-            Format::Json => {
-                b.extend_from_slice(b"{\"time\":\"");
-                b.extend_from_slice(&self.second.1);
-                let _ = write!(b, ".{:03}Z\",\"client\":", now.subsec_millis());
-                json_str(b, e.client);
-                b.extend_from_slice(b",\"method\":");
-                json_str(b, e.method);
-                b.extend_from_slice(b",\"path\":");
-                json_str(b, e.path);
-                if let Some(q) = query {
-                    b.extend_from_slice(b",\"query\":");
-                    json_str(b, q);
-                }
-                let _ = write!(
-                    b,
-                    ",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"total_ms\":{:.3},\"upstream_ms\":{:.3},\"gateway_ms\":{:.3},\"route\":",
-                    e.status,
-                    e.bytes_in,
-                    e.bytes_out,
-                    ms(t.total),
-                    ms(t.upstream.unwrap_or_default()),
-                    ms(t.gateway())
-                );
-                json_str(b, e.route.as_bytes());
-                match e.upstream {
-                    Some(u) => {
-                        let _ = write!(b, ",\"upstream\":\"{u}\"");
-                    }
-                    None => b.extend_from_slice(b",\"upstream\":null"),
-                }
-                b.extend_from_slice(b",\"request_id\":");
-                json_str(b, e.request_id);
-                let _ = write!(
-                    b,
-                    ",\"tls\":{},\"auth\":\"{}\",\"ratelimit\":\"{}\",\"trace_id\":",
-                    e.tls, e.auth, e.ratelimit
-                );
-                match e.trace_id {
-                    Some(id) => json_str(b, id),
-                    None => b.extend_from_slice(b"null"),
-                }
-                b.extend_from_slice(b"}\n");
+        let t = &e.timing;
+        let b = &mut self.buf;
+        // Each field: its JSON key (with the separator before it), or the text format's separator.
+        let field = |b: &mut Vec<u8>, key: &str, text_sep: &[u8]| {
+            if json {
+                b.extend_from_slice(key.as_bytes());
+            } else {
+                b.extend_from_slice(text_sep);
             }
-            Format::Text => {
-                b.extend_from_slice(&self.second.1);
-                let _ = write!(b, ".{:03}Z ", now.subsec_millis());
-                text(b, e.client);
-                b.extend_from_slice(b" \"");
-                text(b, e.method);
-                b.push(b' ');
-                text(b, e.path);
-                if let Some(q) = query {
-                    b.push(b'?');
-                    text(b, q);
-                }
-                let _ = write!(
-                    b,
-                    "\" {} {} {} {:.3} {:.3} {:.3} ",
-                    e.status,
-                    e.bytes_in,
-                    e.bytes_out,
-                    ms(t.total),
-                    ms(t.upstream.unwrap_or_default()),
-                    ms(t.gateway())
-                );
-                text(b, e.route.as_bytes());
-                match e.upstream {
-                    Some(u) => {
-                        let _ = write!(b, " {u} ");
-                    }
-                    None => b.extend_from_slice(b" - "),
-                }
-                text(b, e.request_id);
-                let _ = write!(b, " tls={} auth={} ratelimit={} trace=", e.tls, dash(e.auth), dash(e.ratelimit));
-                text(b, e.trace_id.unwrap_or(b"-"));
-                b.push(b'\n');
-            }
+        };
+        let s = |b: &mut Vec<u8>, v: &[u8]| if json { json_str(b, v) } else { text(b, v) };
+        b.extend_from_slice(if json { b"{\"time\":\"" } else { b"" });
+        b.extend_from_slice(&self.second.1);
+        b.push(b'.');
+        put_padded(b, u64::from(now.subsec_millis()), 3);
+        b.push(b'Z');
+        field(b, "\",\"client\":", b" ");
+        s(b, e.client);
+        field(b, ",\"method\":", b" \"");
+        s(b, e.method);
+        field(b, ",\"path\":", b" ");
+        s(b, e.path);
+        if let Some(q) = query {
+            field(b, ",\"query\":", b"?");
+            s(b, q);
         }
+        field(b, ",\"status\":", b"\" ");
+        put_u64(b, u64::from(e.status));
+        field(b, ",\"bytes_in\":", b" ");
+        put_u64(b, e.bytes_in);
+        field(b, ",\"bytes_out\":", b" ");
+        put_u64(b, e.bytes_out);
+        field(b, ",\"total_ms\":", b" ");
+        put_ms(b, t.total);
+        field(b, ",\"upstream_ms\":", b" ");
+        put_ms(b, t.upstream.unwrap_or_default());
+        field(b, ",\"gateway_ms\":", b" ");
+        put_ms(b, t.gateway());
+        field(b, ",\"route\":", b" ");
+        s(b, e.route.as_bytes());
+        field(b, ",\"upstream\":", b" ");
+        match e.upstream {
+            Some(u) => {
+                b.extend_from_slice(if json { b"\"" } else { b"" });
+                put_addr(b, u);
+                b.extend_from_slice(if json { b"\"" } else { b"" });
+            }
+            None => b.extend_from_slice(if json { b"null" } else { b"-" }),
+        }
+        field(b, ",\"request_id\":", b" ");
+        s(b, e.request_id);
+        field(b, ",\"tls\":", b" tls=");
+        b.extend_from_slice(if e.tls { b"true" } else { b"false" });
+        field(b, ",\"auth\":", b" auth=");
+        s(b, if json || !e.auth.is_empty() { e.auth.as_bytes() } else { b"-" });
+        field(b, ",\"ratelimit\":", b" ratelimit=");
+        s(b, if json || !e.ratelimit.is_empty() { e.ratelimit.as_bytes() } else { b"-" });
+        field(b, ",\"trace_id\":", b" trace=");
+        match e.trace_id {
+            Some(id) => s(b, id),
+            None => b.extend_from_slice(if json { b"null" } else { b"-" }),
+        }
+        b.extend_from_slice(if json { b"}\n" } else { b"\n" });
         self.lines += 1;
         self.oldest.get_or_insert_with(Instant::now);
         if self.buf.len() >= log.cfg.buffer_bytes {
@@ -251,12 +234,56 @@ impl LocalLog {
     }
 }
 
-fn dash(s: &str) -> &str {
-    if s.is_empty() {
-        "-"
-    } else {
-        s
+fn put_u64(b: &mut Vec<u8>, mut n: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
+    b.extend_from_slice(&tmp[i..]);
+}
+
+/// `n` with at least `width` digits (leading zeros).
+fn put_padded(b: &mut Vec<u8>, n: u64, width: usize) {
+    let mut digits = 1;
+    let mut m = n;
+    while m >= 10 {
+        m /= 10;
+        digits += 1;
+    }
+    b.extend(std::iter::repeat_n(b'0', width.saturating_sub(digits)));
+    put_u64(b, n);
+}
+
+/// Milliseconds with three decimals (microsecond resolution).
+fn put_ms(b: &mut Vec<u8>, d: Duration) {
+    let us = d.as_micros() as u64;
+    put_u64(b, us / 1000);
+    b.push(b'.');
+    put_padded(b, us % 1000, 3);
+}
+
+fn put_addr(b: &mut Vec<u8>, a: std::net::SocketAddr) {
+    match a {
+        std::net::SocketAddr::V4(v4) => {
+            for (i, o) in v4.ip().octets().iter().enumerate() {
+                if i > 0 {
+                    b.push(b'.');
+                }
+                put_u64(b, u64::from(*o));
+            }
+        }
+        v6 => {
+            let _ = write!(b, "[{}]", v6.ip());
+        }
+    }
+    b.push(b':');
+    put_u64(b, u64::from(a.port()));
 }
 
 /// A JSON string of client-controlled bytes: quotes, backslashes and control characters escaped,
@@ -315,6 +342,21 @@ mod tests {
         assert_eq!(&civil(0), b"1970-01-01T00:00:00");
         assert_eq!(&civil(1_795_355_249), b"2026-11-22T13:47:29");
         assert_eq!(&civil(951_782_400), b"2000-02-29T00:00:00");
+    }
+
+    #[test]
+    fn numbers_by_hand() {
+        let mut b = Vec::new();
+        put_ms(&mut b, Duration::from_micros(1_234_567));
+        b.push(b' ');
+        put_ms(&mut b, Duration::from_micros(45));
+        b.push(b' ');
+        put_addr(&mut b, "10.0.0.7:8080".parse().expect("v4"));
+        b.push(b' ');
+        put_addr(&mut b, "[::1]:443".parse().expect("v6"));
+        b.push(b' ');
+        put_padded(&mut b, 7, 3);
+        assert_eq!(b, b"1234.567 0.045 10.0.0.7:8080 [::1]:443 007");
     }
 
     #[test]

@@ -17,18 +17,12 @@ pub fn finish(w: &Worker, snap: &Snapshot, c: &ClientConn, s: &Scratch) {
         return;
     }
     let t = o.timing(Instant::now());
-    let name = o.route.and_then(|i| snap.routes.get(i)).map_or(UNMATCHED, |r| r.name.as_str());
+    let route = o.route.and_then(|i| snap.routes.get(i));
+    let name = route.map_or(UNMATCHED, |r| r.name.as_str());
+    let key = route.map_or_else(|| name_key("route", UNMATCHED), |r| r.metrics_key);
     let head = o.head.as_deref().unwrap_or(b"");
     let method = head.get(s.req.method.clone()).unwrap_or(b"");
-    w.metrics.borrow_mut().request(
-        name_key("route", name),
-        name,
-        method_class(method),
-        o.status,
-        o.bytes_in,
-        o.bytes_out,
-        &t,
-    );
+    w.metrics.borrow_mut().request(key, name, method_class(method), o.status, o.bytes_in, o.bytes_out, &t);
     if !crate::accesslog::enabled() {
         return;
     }

@@ -289,7 +289,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
 
         // The rest of the body, streamed through the bounded read buffer (time spent waiting on
         // the client: not the gateway's).
-        let streaming = Instant::now();
+        let streaming = if body.as_ref().is_some_and(|b| !b.is_done()) { Some(Instant::now()) } else { None };
         while let Some(b) = body.as_mut().filter(|b| !b.is_done()) {
             match read_into_on(&mut c.stream, &mut c.rbuf, BODY_READ, s.timer(), clock.cap(t.idle)?).await {
                 ReadOutcome::Data(_) => {}
@@ -303,8 +303,15 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         }
         c.body_pending = false;
         s.obs.bytes_in = head.len() as u64 + body_seen;
-        let sent = Instant::now();
-        s.obs.waits += sent.saturating_duration_since(streaming);
+        // Clock reads only where there was a body to stream (a bodiless request reads none here).
+        let sent = match streaming {
+            Some(t0) => {
+                let sent = Instant::now();
+                s.obs.waits += sent.saturating_duration_since(t0);
+                sent
+            }
+            None => Instant::now(),
+        };
         s.obs.sent_upstream = Some(sent);
 
         // One deadline for the whole response head, interim 1xx responses included: an upstream
@@ -410,7 +417,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
 
     let started = |e: ProxyError| ProxyError::AfterResponseStarted(Box::new(e));
     s.obs.status = s.resp.status;
-    let streaming = Instant::now();
+    let streaming = if rbody.as_ref().is_some_and(|b| !b.is_done()) { Some(Instant::now()) } else { None };
     while let Some(b) = rbody.as_mut().filter(|b| !b.is_done()) {
         let wait = clock.cap(t.idle).map_err(started)?;
         match read_into_on(&mut up.stream, &mut up.buf, BODY_READ, s.timer(), wait).await {
@@ -427,7 +434,9 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         send_client(&mut c.stream, s, out, clock.cap(t.idle).map_err(started)?).await.map_err(client_write)?;
     }
 
-    s.obs.waits += streaming.elapsed();
+    if let Some(t0) = streaming {
+        s.obs.waits += t0.elapsed();
+    }
 
     // Back to the pool only after an exact, complete exchange, and only while the target is
     // still configured (a reload may have removed it while this request ran).

@@ -224,6 +224,8 @@ pub struct Route {
     pub rate_limits: Vec<usize>,
     /// Send `Server-Timing` (gateway and upstream time) on proxied responses.
     pub server_timing: bool,
+    /// `metrics::name_key` of the name (the per-core metrics' key), computed once.
+    pub metrics_key: u64,
 }
 
 /// Whether a status's response carries no body (RFC 9110 §15.3.5, §15.4.5).

@@ -386,6 +386,7 @@ fn one_route(
             auth: None,
             rate_limits: Vec::new(),
             server_timing: r.server_timing,
+            metrics_key: 0,
         },
         explicit_name,
     })
@@ -430,6 +431,7 @@ pub(super) fn validate_routes(
             ch.route.name = format!("{} #{n}", ch.route.name);
             ch.route.spec.name = ch.route.name.clone();
         }
+        ch.route.metrics_key = crate::metrics::name_key("route", &ch.route.name);
         seen.insert(ch.route.name.clone(), routes.len());
         spans.push(sr.span());
         routes.push(ch.route);
