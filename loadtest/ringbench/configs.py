@@ -210,16 +210,23 @@ def route_fields(i: int) -> tuple[Optional[str], str, str]:
     return f"*.t{i}.example.com", "path", "/x/{id}"
 
 
-def route_table_toml(n: int, upstream: str = "bench") -> str:
-    """n [[routes]] tables, the last a catch-all prefix "/" on any host."""
+def route_table_toml(n: int, upstream: str = "bench", server_timing: bool = False) -> str:
+    """n [[routes]] tables, the last a catch-all prefix "/" on any host (each with `server_timing = true`
+    when asked)."""
     out = []
     for i in range(n):
         host, kind, pattern = (None, "prefix", "/") if i == n - 1 else route_fields(i)
         out.append("[[routes]]")
         if host:
             out.append(f'host = "{host}"')
-        out += [f'{kind} = "{pattern}"', f'upstream = "{upstream}"', ""]
+        out += [f'{kind} = "{pattern}"', f'upstream = "{upstream}"'] + _server_timing(server_timing) + [""]
     return "\n".join(out)
+
+
+def _server_timing(on: bool) -> list:
+    """A route's `server_timing = true` line (Server-Timing: gw;dur=…, upstream;dur=… on its proxied
+    responses, docs/observability.md: what the k6 scenarios read as gateway_added), or nothing."""
+    return ["server_timing = true"] if on else []
 
 
 def ringgate_toml(port: int, upstream_port: int, workers: int = 1, driver: Optional[str] = None,
@@ -227,14 +234,16 @@ def ringgate_toml(port: int, upstream_port: int, workers: int = 1, driver: Optio
                   keepalive_timeout: str = f"{LONG_TIMEOUT_S}s", routes: int = 1,
                   tls: Optional[tuple[Path, Path]] = None, jwt_key: Optional[Path] = None,
                   rate_limit: bool = False, admin_port: Optional[int] = None,
-                  access_log: Optional[Path] = None, metrics: bool = True) -> str:
+                  access_log: Optional[Path] = None, metrics: bool = True,
+                  server_timing: bool = False) -> str:
     """ringgate config (see docs/config.md): one listener, one upstream, route prefix "/"
     (or, with routes > 1, the synthetic table of that many routes, see route_table_toml).
     jwt_key (an RS256 public key PEM) puts route "/" behind the JWT policy JWT_POLICY (docs/auth.md).
     rate_limit=True puts route "/" under the rate-limit policy RATELIMIT_POLICY (docs/ratelimit.md).
     admin_port adds an [admin] listener on 127.0.0.1 (GET /metrics, /metrics/latency: docs/observability.md);
     access_log (a file) turns the JSON access log on. Metrics are on by default; metrics=False writes
-    [metrics] enabled = false (the baseline that measures what metrics cost).
+    [metrics] enabled = false (the baseline that measures what metrics cost). server_timing=True sets
+    `server_timing = true` on the route(s) (the k6 scenarios' gateway_added metric).
 
     bare=True switches off X-Forwarded-* and X-Request-Id, which nginx/haproxy
     as configured here do not add either.
@@ -300,9 +309,9 @@ def ringgate_toml(port: int, upstream_port: int, workers: int = 1, driver: Optio
     if routes > 1:
         if jwt_key or rate_limit:
             raise ValueError("the JWT and rate-limit scenarios use the one-route config")
-        lines.append(route_table_toml(routes))
+        lines.append(route_table_toml(routes, server_timing=server_timing))
     else:
-        lines += ["[[routes]]", 'prefix = "/"', 'upstream = "bench"']
+        lines += ["[[routes]]", 'prefix = "/"', 'upstream = "bench"'] + _server_timing(server_timing)
         if jwt_key:
             lines += [f'auth = "{JWT_POLICY}"', f'scopes = ["{JWT_SCOPE}"]']
         if rate_limit:

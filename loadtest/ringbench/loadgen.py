@@ -1,4 +1,5 @@
-"""Load generators: wrk (closed-loop saturation) and oha (open-loop fixed rate).
+"""Load generators: wrk (closed-loop saturation), oha (open-loop fixed rate) and k6 (the bundled
+scenarios in loadtest/k6/).
 
 Each runner is pinned (taskset), bounded in time (killed at duration + slack),
 and returns a plain dict that goes into the JSON report unchanged.
@@ -7,8 +8,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import subprocess
+from pathlib import Path
 from typing import Optional, Sequence
 
 from .procs import run_bounded
@@ -65,8 +68,10 @@ def header_args(headers: Sequence[str]) -> list[str]:
 
 
 def command_text(args: Sequence[str]) -> str:
-    """A command line for the report, bearer tokens elided (long, and not worth keeping)."""
-    return re.sub(r"(Authorization: Bearer )\S+", r"\1…", " ".join(args), flags=re.I)
+    """A command line for the report, bearer tokens (and k6's TOKEN_*/SECRET parameters) elided: long, and
+    not worth keeping."""
+    text = re.sub(r"(Authorization: Bearer )\S+", r"\1…", " ".join(args), flags=re.I)
+    return re.sub(r"\b((?:TOKEN_\w+|SECRET)=)\S+", r"\1…", text)
 
 
 def run_wrk(url: str, duration_s: float, connections: int = 64, threads: int = 1,
@@ -172,6 +177,133 @@ def run_oha(url: str, rate: float, duration_s: float, connections: int = 50,
     res = parse_oha_json(obj)
     res["target_rps"] = rate
     res["command"] = command_text(cp.args)
+    return res
+
+
+# --------------------------------------------------------------------------- k6
+
+K6_THRESHOLDS_FAILED = 99  # k6's exit status when a threshold failed: the run itself went through
+K6_LIB = "lib"  # loadtest/k6/lib.js: shared helpers, not a scenario
+# k6's trend statistics → our percentile keys ("med" → "p50", "p(99.9)" → "p99.9"), as oha's latency_ms
+_K6_STAT = re.compile(r"^p\(([\d.]+)\)$")
+# Top-level figures lib.js's summary() adds for some scripts (its `extra`), kept as they are
+K6_EXTRAS = ("saturated_from_rps", "highest_held_rps", "drift_p99", "down_skipped")
+
+
+def k6_scenarios(k6_dir: Path) -> list[str]:
+    """The bundled k6 scenarios: the names of loadtest/k6/*.js but lib.js."""
+    return sorted(p.stem for p in Path(k6_dir).glob("*.js") if p.stem != K6_LIB)
+
+
+def _k6_values(m) -> dict:
+    """A metric's values: handleSummary's data.metrics (what lib.js's SUMMARY_JSON holds) nests them under
+    "values"; k6's --summary-export has them flat, beside its "thresholds"."""
+    if not isinstance(m, dict):
+        return {}
+    return {k: v for k, v in m.get("values", m).items() if k != "thresholds"}
+
+
+def _k6_trend_ms(values: dict) -> dict:
+    """A k6 trend (ms) as {"avg", "min", "p50", "p90", "p99", "p99.9", "max"} (the statistics present)."""
+    out = {}
+    for k, v in values.items():
+        if k == "med":
+            out["p50"] = v
+        elif k in ("avg", "min", "max"):
+            out[k] = v
+        else:
+            m = _K6_STAT.match(k)
+            if m:
+                out["p" + m.group(1)] = v
+    return out
+
+
+def _k6_rate(values: dict) -> Optional[float]:
+    """A rate metric's share: "rate" in handleSummary data, "value" in --summary-export."""
+    return values.get("rate", values.get("value"))
+
+
+def k6_failed_thresholds(metrics: dict) -> list[str]:
+    """"metric expression" of each failed threshold. handleSummary data: {"expr": {"ok": bool}};
+    --summary-export: {"expr": bool}, true when it FAILED (k6's legacy format)."""
+    out = []
+    for name in sorted(metrics):
+        m = metrics[name] if isinstance(metrics[name], dict) else {}
+        for expr, res in (m.get("thresholds") or {}).items():
+            if (not res.get("ok", True)) if isinstance(res, dict) else bool(res):
+                out.append(f"{name} {expr}")
+    return out
+
+
+def parse_k6_summary(obj: dict) -> dict:
+    """The figures we use from a k6 end-of-test summary: lib.js's SUMMARY_JSON (rows per scenario / step /
+    phase, params, extra figures, and data.metrics) or k6's --summary-export. Times in ms."""
+    metrics = obj.get("metrics") or {}
+
+    def vals(name: str) -> dict:
+        return _k6_values(metrics.get(name))
+
+    reqs, checks, gw = vals("http_reqs"), vals("checks"), vals("gateway_added")
+    run_ms = obj.get("test_run_duration_ms", (obj.get("state") or {}).get("testRunDurationMs"))
+    lat = _k6_trend_ms(vals("http_req_duration"))
+    out = {
+        "requests": int(reqs.get("count") or 0),
+        "rps": reqs.get("rate"),
+        "duration_s": run_ms / 1000 if run_ms else None,
+        "latency_ms": lat,
+        "iterations": int(vals("iterations").get("count") or 0),
+        "dropped_iterations": int(vals("dropped_iterations").get("count") or 0),
+        "checks_rate": _k6_rate(checks),
+        "checks_failed": checks.get("fails"),
+        "failed_rate": _k6_rate(vals("http_req_failed")),
+        "thresholds_failed": k6_failed_thresholds(metrics),
+    }
+    for key, pct in (("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99"), ("p999_ms", "p99.9"),
+                     ("max_ms", "max")):
+        out[key] = lat.get(pct)
+    # gateway_added (Server-Timing gw;dur=) has samples only from a gateway that sends it
+    if gw.get("count", 1 if gw.get("max") else 0):
+        out["gateway_added_ms"] = _k6_trend_ms(gw)
+        out["gw_p50_ms"] = out["gateway_added_ms"].get("p50")
+        out["gw_p99_ms"] = out["gateway_added_ms"].get("p99")
+    if obj.get("rows"):
+        out["rows"] = [dict(r) for r in obj["rows"]]
+    for k in ("script", "params"):
+        if obj.get(k) is not None:
+            out[k] = obj[k]
+    extra = {k: obj[k] for k in K6_EXTRAS if k in obj}
+    if extra:
+        out["extra"] = extra
+    return out
+
+
+def run_k6(script: Path, url: str, env: dict, out_base: Path, cpu: Optional[int] = None,
+           k6_bin: str = "k6", timeout: float = 3600.0) -> dict:
+    """`k6 run` a scenario against `url`, pinned: `-e TARGET_URL=url -e SUMMARY_JSON=OUT.json` plus `env`
+    (scenario parameters), `--summary-export OUT.export.json`; its handleSummary text goes to OUT.txt.
+    Exit 99 (a threshold failed) is a finished run: its summary is parsed and the failures listed in
+    "thresholds_failed"; any other failure without a summary raises."""
+    out_base = Path(out_base)
+    out_base.parent.mkdir(parents=True, exist_ok=True)
+    summary, export = Path(f"{out_base}.json"), Path(f"{out_base}.export.json")
+    for p in (summary, export):
+        p.unlink(missing_ok=True)
+    cmd = [k6_bin, "run", "--quiet", "--no-color", "--no-usage-report", "--summary-export", str(export)]
+    for k, v in {"TARGET_URL": url, "SUMMARY_JSON": str(summary), **env}.items():
+        cmd += ["-e", f"{k}={v}"]
+    if url.startswith("https://"):
+        cmd.append("--insecure-skip-tls-verify")  # the benchmark's own self-signed certificate
+    cmd.append(str(script))
+    cp = run_bounded(cmd, cpu, timeout=timeout, env=dict(os.environ, K6_NO_USAGE_REPORT="true"))
+    Path(f"{out_base}.txt").write_text(cp.stdout + (f"\n--- stderr ---\n{cp.stderr}" if cp.stderr.strip() else ""))
+    src = summary if summary.exists() else export if export.exists() else None
+    if src is None:
+        raise RuntimeError(f"k6 exited {cp.returncode} and wrote no summary: {cp.stderr.strip()[-1000:]}")
+    res = parse_k6_summary(json.loads(src.read_text()))
+    res.update(exit_code=cp.returncode, summary_file=str(src), command=command_text(cp.args),
+               env={k: v for k, v in env.items() if not re.match(r"TOKEN_|SECRET$", k)})
+    if cp.returncode not in (0, K6_THRESHOLDS_FAILED):
+        res["error"] = f"k6 exited {cp.returncode}: {cp.stderr.strip()[-500:]}"
     return res
 
 

@@ -1,12 +1,22 @@
-"""Markdown and JSON output."""
+"""Markdown and JSON output: loadtest/results/<date>/ (report.md, result.json, the plots) and latest.*."""
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
+from typing import Optional
 
-from . import configs
-from .stats import fmt_summary
-from .suite import COMPARISONS, CPU, CPU_REL, JWT_CPU_TARGET_US, OBSERVED_CPU_TARGET_PCT, SCRAPE_INTERVAL_S
+from . import configs, stats
+from .suite import (COMPARISONS, CPU, CPU_REL, JWT_CPU_TARGET_US, K6_FIGURES, OBSERVED_CPU_TARGET_PCT,
+                    SCRAPE_INTERVAL_S)
+
+RUN_DIR_FORMAT = "%Y-%m-%dT%H%M"  # loadtest/results/2026-11-22T1430/ (UTC)
+
+
+def fmt_summary(s, digits: int = 0, signed: bool = False) -> str:
+    """stats.fmt_summary, marked ⚠ when the rounds spread wide; differences (signed) are not marked: they
+    may cross 0, and their spread is the two figures' spreads together."""
+    return stats.fmt_summary(s, digits, signed, flag_wide=not signed)
 
 
 def _ms(s, signed=False):
@@ -135,7 +145,75 @@ def _whitebox(summ: dict, targets: list, rates: list) -> list:
     return ["## White-box vs black-box gateway-added latency, ms", "", note, ""] + _table(header, rows)
 
 
-def markdown(result: dict) -> str:
+def _mib(s: Optional[dict]) -> Optional[dict]:
+    """A KiB summary in MiB."""
+    return None if s is None else {k: (v / 1024 if k != "n" and v is not None else v) for k, v in s.items()}
+
+
+def _pct(s: Optional[dict]) -> str:
+    """A share summary (0..1) in %."""
+    return "–" if s is None else fmt_summary({k: (v * 100 if k != "n" else v) for k, v in s.items()}, 2) + " %"
+
+
+K6_ROW_COLUMNS = (("offered/s", "offered_rps", 0), ("achieved/s", "achieved_rps", 0), ("dropped", "dropped", 0),
+                  ("p50", "p50_ms", 3), ("p90", "p90_ms", 3), ("p99", "p99_ms", 3), ("p99.9", "p999_ms", 3),
+                  ("gateway_added p50", "gw_p50_ms", 3), ("gateway_added p99", "gw_p99_ms", 3))
+
+
+def _k6(k6: dict, opts: dict) -> list:
+    """A section per k6 scenario (suite.k6_summary): each target's totals, CPU and RSS, thresholds, and
+    the script's rows (steps, phases, sub-scenarios)."""
+    L: list = []
+    for sc, s in k6.items():
+        figs, rows = s.get("targets") or {}, s.get("rows") or {}
+        L += [f"## k6: {s.get('script') or sc} (`loadtest/k6/{sc}.js`)", ""]
+        params = ", ".join(f"{k}={v}" for k, v in (s.get("params") or {}).items() if k != "TARGET_URL")
+        env = " ".join(f"-e {k}={v}" for k, v in (s.get("env") or {}).items())
+        L += [f"k6 pinned to CPU {opts.get('cpu_loadgen')}, one run per target per round, order rotating. "
+              f"Parameters: {params or '–'}; the harness passed {env or 'nothing beyond TARGET_URL'} "
+              "(and REQUIRE_SERVER_TIMING=1 on ringgate with Server-Timing, 0 on the others). "
+              "Times in ms; proxy CPU and RSS as in the tables above (RSS right after the run).", ""]
+        if not figs:
+            L += ["No run finished (see Warnings).", ""]
+            continue
+        body = []
+        for t, f in figs.items():
+            th = f["thresholds"]
+            verdict = "ok" if not th["failed_rounds"] else f"failed in {th['failed_rounds']}/{th['rounds']} ❌"
+            body.append([t, fmt_summary(f.get("requests")), fmt_summary(f.get("rps")),
+                         *(_ms(f.get(k)) for k in ("p50_ms", "p90_ms", "p99_ms", "p999_ms")),
+                         fmt_summary(f.get("dropped_iterations")), _pct(f.get("checks_rate")),
+                         _ms(f.get("gw_p50_ms")), _ms(f.get("gw_p99_ms")),
+                         fmt_summary(f.get("proxy_cpu_us_per_req"), 1), fmt_summary(_mib(f.get("proxy_rss_kib")), 1),
+                         verdict])
+        L += _table(["target", "requests", "req/s", "p50", "p90", "p99", "p99.9", "dropped iterations", "checks",
+                     "gateway_added p50", "gateway_added p99", "proxy CPU µs/req", "proxy RSS MiB", "thresholds"],
+                    body)
+        # the script's own figures (ladder: saturated_from_rps, highest_held_rps; soak: drift_p99)
+        notes = [f"- {t}: " + ", ".join(f"{k} {fmt_summary(v, stats.auto_digits(v['median']))}"
+                                        for k, v in f.items() if k not in K6_FIGURES and stats.is_summary(v))
+                 for t, f in figs.items()]
+        notes = [n for n in notes if not n.endswith(": ")]
+        L += notes + ([""] if notes else [])
+        row_body = [[t, label, *(fmt_summary(r.get(k), d) for _, k, d in K6_ROW_COLUMNS)]
+                    for t, by_label in rows.items() for label, r in by_label.items()]
+        if row_body:
+            L += _table(["target", "row", *(c for c, _, _ in K6_ROW_COLUMNS)], row_body)
+    return L
+
+
+def _plots(plots: list, link_prefix: str) -> list:
+    """The PNGs (plots.render), linked relative to the report."""
+    if not plots:
+        return []
+    L = ["## Plots", ""]
+    for p in plots:
+        L += [f"![{p['title']}]({link_prefix}{p['file']})", ""]
+    return L
+
+
+def markdown(result: dict, link_prefix: str = "") -> str:
+    """The report; link_prefix goes before the plots' file names (they sit in the run's directory)."""
     meta = result.get("meta", {})
     opts = result.get("options", {})
     summ = result.get("summary", {})
@@ -149,6 +227,10 @@ def markdown(result: dict) -> str:
     L.append(f"- command: `{meta.get('command', '?')}`")
     L.append(f"- machine: {meta.get('cpu_model', '?')}, {meta.get('cpus', '?')} CPUs, "
              f"kernel {meta.get('kernel', '?')}")
+    drivers = result.get("drivers") or {}
+    if drivers:
+        L.append("- ringgate driver (as its workers logged at start): "
+                 + "; ".join(f"{t}: {d}" for t, d in drivers.items()))
     L.append(f"- ringgate: {meta.get('git', '?')}" + (" (bare: no X-Forwarded-*/X-Request-Id)"
                                                       if opts.get("ringgate_bare") else ""))
     tools = meta.get("tools", {})
@@ -156,8 +238,12 @@ def markdown(result: dict) -> str:
         L.append("- tools: " + "; ".join(f"{k}: {v}" for k, v in tools.items()))
     L.append(f"- layout: upstream nginx (1 worker, `return 200 \"ok\"`) on CPU {opts.get('cpu_upstream')}, "
              f"proxy (1 worker) on CPU {opts.get('cpu_proxy')}, load generator on CPU {opts.get('cpu_loadgen')}")
+    if opts.get("server_timing"):
+        L.append("- ringgate's routes send `Server-Timing` (`server_timing = true`, for k6's gateway_added): "
+                 "its figures in this run include writing that header")
     L.append(f"- {opts.get('rounds')} round(s), targets alternating; {dur_txt} per run; "
-             "figures are median (min–max) over rounds")
+             f"figures are median (min–max) over rounds; {stats.WIDE}: the rounds' max/min exceeds "
+             f"{stats.SPREAD_LIMIT:g} (listed under Warnings)")
     L.append("")
 
     sat = summ.get("saturation", {})
@@ -199,6 +285,8 @@ def markdown(result: dict) -> str:
 
     L += _whitebox(summ, targets, rates)
     L += _comparisons(summ, rates)
+    L += _k6(summ.get("k6") or {}, opts)
+    L += _plots(result.get("plots") or [], link_prefix)
 
     hs = summ.get("handshake", {})
     if hs:
@@ -257,11 +345,31 @@ def markdown(result: dict) -> str:
     return "\n".join(L)
 
 
-def write(result: dict, out_dir: Path, stem: str = "latest") -> tuple[Path, Path]:
+def write(result: dict, out_dir: Path, md_name: str = "latest.md", json_name: str = "latest.json",
+          link_prefix: str = "") -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    md_path = out_dir / f"{stem}.md"
-    json_path = out_dir / f"{stem}.json"
-    md_path.write_text(markdown(result))
+    md_path = out_dir / md_name
+    json_path = out_dir / json_name
+    md_path.write_text(markdown(result, link_prefix))
     json_path.write_text(json.dumps(result, indent=2, sort_keys=False, default=str) + "\n")
     return md_path, json_path
+
+
+def run_dir_name(when: datetime.datetime) -> str:
+    """A run's directory name: its start, UTC, to the minute (2026-11-22T1430)."""
+    return when.astimezone(datetime.timezone.utc).strftime(RUN_DIR_FORMAT)
+
+
+def results_dir(out_dir: Path, when: datetime.datetime) -> Path:
+    """Make and return OUT_DIR/<run_dir_name(when)>/, or -2, -3, … after it when a run of the same minute
+    already has that name."""
+    base = run_dir_name(when)
+    n = 1
+    while True:
+        path = Path(out_dir) / (base if n == 1 else f"{base}-{n}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            n += 1

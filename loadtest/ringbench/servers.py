@@ -109,6 +109,22 @@ class HaproxyServer(Server):
 
 
 BANNER_RE = re.compile(r"listening on https?://([0-9.]+|\[[0-9a-fA-F:]+\]):(\d+)")
+# A worker's start-up line (src/runtime.rs): "INFO driver=io_uring worker=0 core=None ring_flags=coop,single,defer"
+# or "INFO driver=epoll worker=0 core=None".
+DRIVER_RE = re.compile(r"\bdriver=(io_uring|epoll)\b([^\n]*)")
+RING_FLAGS_RE = re.compile(r"\bring_flags=(\S+)")
+
+
+def parse_driver(log_text: str) -> Optional[str]:
+    """The driver(s) ringgate's workers logged: "io_uring (coop,single,defer)", "epoll", or several joined
+    with " + " when workers differ (an io_uring worker that fell back to epoll); None when none logged."""
+    seen: list[str] = []
+    for m in DRIVER_RE.finditer(log_text):
+        flags = RING_FLAGS_RE.search(m.group(2))
+        d = m.group(1) + (f" ({flags.group(1)})" if flags and m.group(1) == "io_uring" else "")
+        if d not in seen:
+            seen.append(d)
+    return " + ".join(seen) or None
 
 
 class RinggateServer(Server):
@@ -118,11 +134,12 @@ class RinggateServer(Server):
                  work_dir: Path, cpu: Optional[int], workers: int = 1, bare: bool = False,
                  routes: int = 1, tls: Optional[tuple[Path, Path]] = None,
                  jwt: Optional[tuple[Path, str]] = None, rate_limit: bool = False,
-                 admin_port: Optional[int] = None, access_log: bool = False, metrics: bool = True):
+                 admin_port: Optional[int] = None, access_log: bool = False, metrics: bool = True,
+                 server_timing: bool = False):
         """jwt = (RS256 public key PEM, token): route "/" requires a JWT, clients send the token.
         rate_limit: route "/" is under configs.RATELIMIT_POLICY (a limit far above the offered rate).
         admin_port: an [admin] listener there (metrics scrapes); access_log: a JSON access log in
-        WORK_DIR/NAME/access.log."""
+        WORK_DIR/NAME/access.log; server_timing: its routes send Server-Timing (k6's gateway_added)."""
         self.name = name
         self.tls = tls is not None
         if jwt:
@@ -143,7 +160,9 @@ class RinggateServer(Server):
                                                         driver=driver, bare=bare, routes=routes, tls=tls,
                                                         jwt_key=jwt[0] if jwt else None,
                                                         rate_limit=rate_limit, admin_port=admin_port,
-                                                        access_log=self.access_log, metrics=metrics))
+                                                        access_log=self.access_log, metrics=metrics,
+                                                        server_timing=server_timing))
+        self.server_timing = server_timing
         self.banner: Optional[str] = None
 
     def start(self) -> None:
@@ -152,13 +171,26 @@ class RinggateServer(Server):
         if chk.returncode != 0:
             raise RuntimeError(f"ringgate check {self.conf_path} failed:\n{chk.stdout}{chk.stderr}")
         cmd = [str(self.binary), "run", "--config", str(self.conf_path), "--driver", self.driver]
-        # no per-request logging on the hot path (nginx/haproxy run with access logs off too)
-        env = dict(os.environ, RINGGATE_LOG=os.environ.get("RINGGATE_LOG", "warn"))
+        # info: the start-up lines (the driver each worker runs, see logged_driver); ringgate logs nothing
+        # per request at info, so there is no logging on the hot path (nginx/haproxy run with access logs
+        # off too)
+        env = dict(os.environ, RINGGATE_LOG=os.environ.get("RINGGATE_LOG", "info"))
         self.proc = Proc(self.name, cmd, self.cpu, self.dir, env=env)
         self._wait_banner(timeout=15.0)
         self.wait_ready()
         if self.admin_port:
             wait_http_ok(HOST, self.admin_port, 15.0, proc=self.proc, path="/healthz")
+
+    def logged_driver(self) -> str:
+        """The I/O driver its workers logged at start (`driver=io_uring` with its ring flags, or
+        `driver=epoll`; parse_driver), or what was asked with " (asked; not logged)" when the log has no
+        such line (RINGGATE_LOG above info)."""
+        try:
+            text = self.proc.stderr_path.read_text(errors="replace") if self.proc else ""
+        except OSError:
+            text = ""
+        asked = {"uring": "io_uring"}.get(self.driver, self.driver)
+        return parse_driver(text) or f"{asked} (asked; not logged)"
 
     def admin_get(self, path: str) -> str:
         """GET `path` on the admin listener (e.g. /metrics): the body, or RuntimeError/OSError."""

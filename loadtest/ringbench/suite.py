@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 from . import configs, loadgen, procfs, scrape, stats
 from .memory import IdleConnections
-from .servers import HOST, DirectTarget, HaproxyServer, NginxServer, RinggateServer, Server
+from .servers import EXPECT_BODY, HOST, DirectTarget, HaproxyServer, NginxServer, RinggateServer, Server
 
 ALL_TARGETS = ["direct", "ringgate-uring", "ringgate-epoll", "nginx-proxy", "haproxy",
                "ringgate-routes10", "ringgate-routes10k", "ringgate-tls", "nginx-tls", "ringgate-jwt",
@@ -53,6 +53,18 @@ DEFAULT_TARGETS = ["direct", "ringgate-uring", "ringgate-epoll", "nginx-proxy"]
 DIRECT_P99_WARN_MS = 1.0      # direct p99 above this at a fixed rate → warning
 RATE_SHORTFALL = 0.95          # achieved < 95% of the asked rate → warning
 RSS_TARGET_MIB = 64.0
+# k6 scenarios (issue 8, loadtest/k6/*.js) the harness does not run, and why.
+K6_UNSUPPORTED = {"ratelimit": "ratelimit.js offers 3x a real limit and needs its companion config "
+                               "(loadtest/k6/ratelimit.toml, 100/s on the built-in demo upstream): run it by hand, "
+                               "see loadtest/README.md"}
+K6_JWT = "jwt"  # jwt.js: only against JWT_TARGET, with the harness's token (TOKEN_VALID)
+# Per-run k6 figures summarized over the rounds (loadgen.parse_k6_summary, plus _measured's CPU and RSS).
+K6_FIGURES = ("requests", "rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "iterations",
+              "dropped_iterations", "checks_rate", "failed_rate", "gw_p50_ms", "gw_p99_ms",
+              "proxy_cpu_us_per_req", "proxy_cpu_s", "proxy_rss_kib")
+# Summary sections whose figures are medians over the rounds (checked for a wide spread); the others
+# ("added", the comparisons) hold paired differences, which may cross 0.
+SPREAD_SECTIONS = ("saturation", "latency", "whitebox", "handshake", "resumption", "k6")
 
 
 def default_targets(tls: bool = False, jwt: bool = False, ratelimit: bool = False,
@@ -92,6 +104,12 @@ class Options:
     warmup_s: float = 2.0
     tls_cert: Optional[tuple] = None  # (cert, key), made at start when a TLS target is selected
     jwt: Optional[tuple] = None  # (public key PEM, token), made at start when ringgate-jwt is selected
+    server_timing: bool = False  # ringgate's routes send Server-Timing (the k6 scenarios' gateway_added)
+    k6_scenarios: list[str] = field(default_factory=list)  # loadtest/k6/NAME.js run in each round
+    k6_env: dict = field(default_factory=dict)  # {"": {KEY: VALUE} for all, SCENARIO: {...} for one}
+    k6_dir: Optional[Path] = None  # loadtest/k6
+    k6_out_dir: Optional[Path] = None  # each k6 run's summaries and text go here
+    k6_timeout_s: float = 3600.0  # a k6 run still going after this is killed
 
 
 class Suite:
@@ -101,7 +119,7 @@ class Suite:
         self.servers: dict[str, Server] = {}
         self.upstream: Optional[NginxServer] = None
         self.warnings: list[str] = []
-        self.result: dict = {"rounds": [], "memory": {}, "warnings": self.warnings,
+        self.result: dict = {"rounds": [], "memory": {}, "warnings": self.warnings, "drivers": {},
                              "options": {k: (str(v) if isinstance(v, Path) else v)
                                          for k, v in asdict(opts).items()}}
 
@@ -123,8 +141,11 @@ class Suite:
             srv = self._make(name, up_port)
             self.log(f"starting {name} (CPU {o.cpu_proxy if name != 'direct' else o.cpu_upstream})")
             srv.start()
+            if isinstance(srv, RinggateServer):
+                self.result["drivers"][name] = srv.logged_driver()
             self.log(f"  {name}: {srv.url} pid {srv.pid}"
-                     + (f" [{srv.banner}]" if getattr(srv, "banner", None) else ""))
+                     + (f" [{srv.banner}]" if getattr(srv, "banner", None) else "")
+                     + (f" driver {self.result['drivers'][name]}" if name in self.result["drivers"] else ""))
             self.servers[name] = srv
 
     def _make(self, name: str, up_port: int) -> Server:
@@ -155,7 +176,7 @@ class Suite:
                                   rate_limit=name == RATELIMIT_TARGET,
                                   admin_port=_free_port() if name in ADMIN_TARGETS else None,
                                   access_log=name == OBSERVED_TARGET,
-                                  metrics=name != OBSERVED_BASELINE)
+                                  metrics=name != OBSERVED_BASELINE, server_timing=o.server_timing)
         raise ValueError(f"unknown target {name!r} (known: {', '.join(ALL_TARGETS)})")
 
     def stop(self) -> None:
@@ -186,7 +207,8 @@ class Suite:
     def _measured(self, name: str, run: Callable[[], dict], served_key: str) -> dict:
         """Run a load generator against target `name`, adding CPU figures of proxy/upstream/CPU 1.
         A SCRAPED_TARGETS target has its /metrics scraped every SCRAPE_INTERVAL_S meanwhile; a target's
-        access log is measured and emptied after the run."""
+        access log is measured and emptied after the run. The proxy's RSS (summed over its processes) is
+        read right after the run."""
         if not self._ensure_alive(name):
             return {"error": f"{name} not running"}
         srv = self.servers[name]
@@ -219,6 +241,7 @@ class Suite:
             res["proxy_cpu_pct"] = (p1 - p0) / wall * 100 if wall > 0 else None
             if c0 is not None and c1 is not None:
                 res["cpu_proxy_busy_us_per_req"] = (c1 - c0) / served * 1e6 if served else None
+            res["proxy_rss_kib"] = sum(procfs.rss_kib(p) or 0 for p in proxy_pids) or None
         if scraper is not None:
             res.update(scraper.figures())
         if srv.access_log is not None:
@@ -263,6 +286,44 @@ class Suite:
                 self.warnings.append(f"{name} @{rate}/s: no white-box figures (/metrics: {err})")
         return res
 
+    def k6_applies(self, scenario: str, name: str) -> bool:
+        """jwt.js runs against the JWT target only; the other scenarios send no credentials, so they run
+        against every target that needs none."""
+        if scenario == K6_JWT:
+            return name == JWT_TARGET
+        return not self.servers[name].headers
+
+    def k6_env(self, scenario: str, name: str) -> dict:
+        """The -e parameters of a k6 run of `scenario` against target `name`: the harness's defaults
+        (k6_defaults), then --k6-env (for all scenarios, then for this one). REQUIRE_SERVER_TIMING is 1 on
+        a ringgate whose routes send Server-Timing, and always 0 on the others (they never send it)."""
+        o = self.o
+        srv = self.servers[name]
+        timing = bool(getattr(srv, "server_timing", False))
+        env = {"REQUIRE_SERVER_TIMING": "1" if timing else "0", **k6_defaults(scenario, o)}
+        if scenario == K6_JWT and o.jwt:
+            env["TOKEN_VALID"] = o.jwt[1]
+        env.update(o.k6_env.get("", {}))
+        env.update(o.k6_env.get(scenario, {}))
+        if not timing:
+            env["REQUIRE_SERVER_TIMING"] = "0"
+        return env
+
+    def k6(self, scenario: str, name: str, round_no: int) -> dict:
+        """One `k6 run loadtest/k6/SCENARIO.js` against target `name` (pinned like oha, to the load
+        generator's CPU), with the proxy's CPU time and RSS; its summaries and text go to
+        k6_out_dir/SCENARIO.TARGET.rROUND.*"""
+        o = self.o
+        srv = self.servers[name]
+        assert o.k6_dir is not None and o.k6_out_dir is not None
+        env = self.k6_env(scenario, name)
+        res = self._measured(name, lambda: loadgen.run_k6(o.k6_dir / f"{scenario}.js", srv.url, env,
+                                                          o.k6_out_dir / f"{scenario}.{name}.r{round_no}",
+                                                          o.cpu_loadgen, timeout=o.k6_timeout_s), "requests")
+        if "error" in res:
+            self.warnings.append(f"k6 {scenario} against {name}, round {round_no}: {res['error']}")
+        return res
+
     def _scrape(self, name: str) -> tuple[Optional[str], Optional[str]]:
         """(GET /metrics of target `name`, None) or (None, what went wrong)."""
         try:
@@ -296,6 +357,15 @@ class Suite:
                     res = self.latency(name, rate, o.duration_s)
                     rnd["latency"][str(rate)][name] = res
                     self.log(f"  oha {name:15s} @{rate}/s {_brief_oha(res)}")
+            for scenario in o.k6_scenarios:
+                rnd.setdefault("k6", {})[scenario] = {}
+                for name in order:
+                    if not self.k6_applies(scenario, name):
+                        continue
+                    time.sleep(o.settle_s)
+                    res = self.k6(scenario, name, r + 1)
+                    rnd["k6"][scenario][name] = res
+                    self.log(f"  k6  {name:15s} {scenario}: {_brief_k6(res)}")
             if any(t in TLS_TARGETS for t in o.targets):
                 self.handshake_round(rnd, order)
             self.result["rounds"].append(rnd)
@@ -446,6 +516,9 @@ class Suite:
                 summ[key] = compare(rounds, target, baseline, o.rates)
         if OBSERVED_TARGET in o.targets:
             self._observed_summary(summ, rounds)
+        if o.k6_scenarios:
+            summ["k6"] = k6_summary(rounds, o.targets, o.k6_scenarios)
+            self.warnings += k6_threshold_warnings(summ["k6"])
         if RATELIMIT_TARGET in o.targets:
             refused = non_2xx(rounds, RATELIMIT_TARGET)
             if "ratelimit" in summ:
@@ -454,6 +527,7 @@ class Suite:
                 self.warnings.append(f"{RATELIMIT_TARGET}: {refused} non-2xx responses (the limit "
                                      f"{configs.RATELIMIT_RATE} should refuse nothing): its figures include "
                                      "refusals, not only the cost of the check")
+        self.warnings += spread_warnings(summ)
         self.result["summary"] = summ
         return summ
 
@@ -517,6 +591,7 @@ def _all_runs(rounds: list, name: str):
     for r in rounds:
         runs = [r.get("saturation", {}).get(name), r.get("handshake", {}).get(name)]
         runs += [by_target.get(name) for by_target in r.get("latency", {}).values()]
+        runs += [by_target.get(name) for by_target in r.get("k6", {}).values()]
         yield from (x for x in runs if x)
 
 
@@ -537,6 +612,104 @@ def _paired(runs: list[dict], base: list[dict], k: str, relative: bool = False) 
         return [x.get(k) if "error" not in x else None for x in lst]
     diff = stats.paired_relative if relative else stats.paired_differences
     return stats.summarize(diff(pick(runs), pick(base)))
+
+
+def k6_defaults(scenario: str, o: Options) -> dict:
+    """The harness's own parameters for a k6 scenario (--k6-env overrides them): the run's duration where
+    the script has one per run or step (so --quick and --smoke shorten them), what the fixed upstream
+    answers (smoke's body check) and, for bodies.js, uploads only (the upstream serves no sized files)."""
+    d = f"{o.duration_s:g}s"
+    return {"smoke": {"BODY_MATCH": EXPECT_BODY.decode()}, "ladder": {"STEP_DURATION": d},
+            "connections": {"DURATION": d}, "bodies": {"DURATION": d, "DIRECTIONS": "up"},
+            K6_JWT: {"DURATION": d}}.get(scenario, {})
+
+
+def check_k6_scenarios(scenarios: list, targets: list, known: list) -> Optional[str]:
+    """Why --k6 SCENARIOS cannot run with these targets (None when it can)."""
+    unknown = [s for s in scenarios if s not in known]
+    if unknown:
+        return f"unknown k6 scenario(s): {', '.join(unknown)}; known: {', '.join(known)}"
+    for s in scenarios:
+        if s in K6_UNSUPPORTED:
+            return f"k6 scenario {s}: {K6_UNSUPPORTED[s]}"
+    if K6_JWT in scenarios and JWT_TARGET not in targets:
+        return f"k6 scenario {K6_JWT} runs against {JWT_TARGET} only: add --jwt (or it to --targets)"
+    return None
+
+
+def parse_k6_env(items: list[str]) -> dict:
+    """--k6-env KEY=VALUE (every scenario) or SCENARIO.KEY=VALUE (that one) → {"": {...}, SCENARIO: {...}}.
+    Raises ValueError on an item without "=" or KEY."""
+    out: dict = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        scenario, _, key = key.strip().rpartition(".")
+        if not eq or not key:
+            raise ValueError(f"--k6-env {item!r}: write KEY=VALUE or SCENARIO.KEY=VALUE")
+        out.setdefault(scenario, {})[key] = value
+    return out
+
+
+def k6_summary(rounds: list, targets: list, scenarios: list) -> dict:
+    """Per scenario: each target's K6_FIGURES (and the script's extra figures) summarized over the rounds
+    whose run did not fail, the rounds with failed thresholds, and each row of lib.js's table (a ladder
+    step, a spike phase, a connections scenario…) summarized the same way; plus the first run's script
+    parameters and the -e env the harness passed."""
+    out: dict = {}
+    for sc in scenarios:
+        figs: dict = {}
+        rows: dict = {}
+        first: dict = {}
+        for name in targets:
+            runs = [r.get("k6", {}).get(sc, {}).get(name) for r in rounds]
+            ok = [x for x in runs if x and "error" not in x]
+            if not ok:
+                continue
+            first = first or ok[0]
+            extras = sorted({k for x in ok for k, v in (x.get("extra") or {}).items() if _number(v)})
+            figs[name] = {k: stats.summarize(x.get(k) for x in ok) for k in K6_FIGURES}
+            figs[name].update({k: stats.summarize((x.get("extra") or {}).get(k) for x in ok) for k in extras})
+            failed = [x["thresholds_failed"] for x in ok if x.get("thresholds_failed")]
+            figs[name]["thresholds"] = {"rounds": len(ok), "failed_rounds": len(failed),
+                                        "failed": sorted({t for f in failed for t in f})}
+            by_label: dict = {}
+            for x in ok:
+                for row in x.get("rows") or []:
+                    by_label.setdefault(str(row.get("label")), []).append(row)
+            rows[name] = {label: {k: stats.summarize(rw.get(k) for rw in rs)
+                                  for k in dict.fromkeys(k for rw in rs for k, v in rw.items() if _number(v))}
+                          for label, rs in by_label.items()}
+        out[sc] = {"targets": figs, "rows": rows, "script": first.get("script"), "params": first.get("params"),
+                   "env": {k: v for k, v in (first.get("env") or {}).items() if k != "REQUIRE_SERVER_TIMING"}}
+    return out
+
+
+def k6_threshold_warnings(k6: dict) -> list[str]:
+    """A warning per scenario and target whose k6 thresholds failed in some round (k6 exited 99)."""
+    out = []
+    for sc, s in k6.items():
+        for name, f in s["targets"].items():
+            th = f["thresholds"]
+            if th["failed_rounds"]:
+                more = len(th["failed"]) - 4
+                listed = ", ".join(th["failed"][:4]) + (f" and {more} more" if more > 0 else "")
+                out.append(f"k6 {sc} against {name}: thresholds failed in {th['failed_rounds']} of {th['rounds']} "
+                           f"round(s): {listed}")
+    return out
+
+
+def spread_warnings(summ: dict, limit: float = stats.SPREAD_LIMIT) -> list[str]:
+    """A ⚠ warning per figure in SPREAD_SECTIONS whose rounds disagree by more than `limit` (max/min)."""
+    out = []
+    for path, s in stats.wide_spreads({k: summ[k] for k in SPREAD_SECTIONS if k in summ}, limit=limit):
+        txt = stats.fmt_summary(s, stats.auto_digits(s["median"]))
+        out.append(f"{stats.WIDE} wide spread between rounds (max/min {stats.spread(s):.2f} > {limit:g}): "
+                   f"{' / '.join(path)} {txt}")
+    return out
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _empty_access_log(path: Path, served: int) -> dict:
@@ -564,6 +737,26 @@ def _brief_wrk(r: dict) -> str:
         s += f"  proxy {r['proxy_cpu_us_per_req']:.1f} µs/req ({r['proxy_cpu_pct']:.0f}% CPU)"
     if r.get("errors"):
         s += f"  errors {r['errors']}"
+    return s
+
+
+def _brief_k6(r: dict) -> str:
+    if "error" in r and "requests" not in r:
+        return "ERROR " + r["error"].splitlines()[0]
+
+    def ms(v):
+        return "–" if v is None else f"{v:.3f}"
+    checks = "–" if r.get("checks_rate") is None else f"{r['checks_rate'] * 100:.2f}%"
+    s = (f"{r.get('requests', 0):,} requests ({(r.get('rps') or 0):,.0f}/s), p50 {ms(r.get('p50_ms'))} ms "
+         f"p99 {ms(r.get('p99_ms'))} ms, dropped {r.get('dropped_iterations', 0):,}, checks {checks}")
+    if r.get("gw_p99_ms") is not None:
+        s += f", gateway_added p99 {r['gw_p99_ms']:.3f} ms"
+    if r.get("proxy_cpu_us_per_req") is not None:
+        s += f", proxy {r['proxy_cpu_us_per_req']:.1f} µs/req"
+    failed = r.get("thresholds_failed")
+    s += f"; thresholds: {len(failed)} failed (exit {r.get('exit_code')})" if failed else "; thresholds ok"
+    if "error" in r:
+        s += "  ERROR " + r["error"].splitlines()[0]
     return s
 
 

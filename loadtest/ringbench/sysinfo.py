@@ -44,10 +44,11 @@ def git_rev(repo: Path) -> str:
     return rev + (" (dirty)" if dirty else "")
 
 
-def gather(repo: Path, tools: dict[str, list[str]]) -> dict:
-    """tools: name -> version command."""
+def gather(repo: Path, tools: dict[str, list[str]], when: datetime.datetime | None = None) -> dict:
+    """tools: name -> version command; when: the run's start (default now)."""
+    when = when or datetime.datetime.now(datetime.timezone.utc)
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "date": when.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "kernel": platform.release(),
         "cpu_model": cpu_model(),
         "cpus": os.cpu_count(),

@@ -708,6 +708,471 @@ class Report(unittest.TestCase):
         self.assertNotIn("| ringgate-uring |", wb[:wb.index("\n## ")])  # no white-box figures for it
         self.assertNotIn("5000/s", wb[:wb.index("\n## ")])
 
+# --------------------------------------------------------------------------- k6, plots, spread (issue 8)
+
+# What lib.js's summary() writes to SUMMARY_JSON for a two-step ladder (handleSummary data: values nested,
+# thresholds as {"expr": {"ok": bool}}).
+K6_LADDER = {
+    "script": "latency ladder",
+    "params": {"TARGET_URL": "http://127.0.0.1:1/", "STEPS": "1000,2000", "STEP_DURATION": "2s"},
+    "rows": [
+        {"label": "step_1000", "tag": "scenario:step_1000", "offered_rps": 1000, "achieved_rps": 999.5,
+         "requests": 1999, "dropped": 0, "dropped_share": 0, "failed_share": 0, "checks_share": 1,
+         "p50_ms": 0.2, "p90_ms": 0.3, "p99_ms": 0.5, "p999_ms": 1.1, "max_ms": 2.0, "gw_p50_ms": 0.02,
+         "gw_p99_ms": 0.05},
+        {"label": "step_2000", "tag": "scenario:step_2000", "offered_rps": 2000, "achieved_rps": 1900.0,
+         "requests": 3800, "dropped": 200, "dropped_share": 0.05, "failed_share": 0, "checks_share": 1,
+         "p50_ms": 0.4, "p90_ms": 0.9, "p99_ms": 3.0, "p999_ms": 6.0, "max_ms": 9.0},
+    ],
+    "thresholds_failed": 1,
+    "saturated_from_rps": 2000,
+    "highest_held_rps": 1000,
+    "test_run_duration_ms": 6000,
+    "metrics": {
+        "http_reqs": {"type": "counter", "contains": "default", "values": {"count": 5799, "rate": 966.5}},
+        "http_req_duration": {"type": "trend", "contains": "time",
+                              "values": {"avg": 0.3, "min": 0.1, "med": 0.25, "p(90)": 0.35, "p(99)": 2.5,
+                                         "p(99.9)": 4.0, "max": 9.0, "count": 5799}},
+        "http_req_duration{scenario:step_1000}": {"type": "trend", "values": {"med": 0.2, "p(99)": 0.5},
+                                                  "thresholds": {"p(99)<25": {"ok": True}}},
+        "dropped_iterations": {"type": "counter", "values": {"count": 200, "rate": 33.3}},
+        "iterations": {"type": "counter", "values": {"count": 5799, "rate": 966.5}},
+        "checks": {"type": "rate", "values": {"rate": 1.0, "passes": 5799, "fails": 0},
+                   "thresholds": {"rate>=0.999": {"ok": True}}},
+        "http_req_failed": {"type": "rate", "values": {"rate": 0.0, "passes": 0, "fails": 5799}},
+        "gateway_added": {"type": "trend", "contains": "time",
+                          "values": {"avg": 0.03, "min": 0.01, "med": 0.02, "p(90)": 0.04, "p(99)": 0.06,
+                                     "p(99.9)": 0.1, "max": 0.2, "count": 5799},
+                          "thresholds": {"p(99)<5": {"ok": True}}},
+        "server_timing_seen": {"type": "rate", "values": {"rate": 0.5, "passes": 1, "fails": 1},
+                               "thresholds": {"rate==1": {"ok": False}}},
+    },
+}
+
+# k6's own --summary-export (legacy format: values flat, a threshold's boolean is true when it FAILED).
+K6_EXPORT = {
+    "state": {"testRunDurationMs": 2000},
+    "metrics": {
+        "http_reqs": {"count": 20, "rate": 10.0},
+        "http_req_duration": {"avg": 1.0, "min": 0.5, "med": 0.9, "max": 3.0, "p(90)": 1.5, "p(95)": 2.0,
+                              "thresholds": {"p(99)<500": False}},
+        "checks": {"passes": 40, "fails": 0, "value": 1, "thresholds": {"rate==1": False}},
+        "http_req_failed": {"passes": 0, "fails": 20, "value": 0, "thresholds": {"rate==0": True}},
+        "gateway_added": {"avg": 0, "min": 0, "med": 0, "max": 0, "p(90)": 0, "p(95)": 0},
+        "iterations": {"count": 10, "rate": 5.0},
+    },
+}
+
+
+class K6Summary(unittest.TestCase):
+    def test_handle_summary_json(self):
+        r = loadgen.parse_k6_summary(K6_LADDER)
+        self.assertEqual((r["requests"], r["iterations"], r["dropped_iterations"]), (5799, 5799, 200))
+        self.assertAlmostEqual(r["rps"], 966.5)
+        self.assertEqual(r["duration_s"], 6.0)
+        self.assertEqual(r["latency_ms"], {"avg": 0.3, "min": 0.1, "p50": 0.25, "p90": 0.35, "p99": 2.5,
+                                           "p99.9": 4.0, "max": 9.0})
+        self.assertEqual((r["p50_ms"], r["p90_ms"], r["p99_ms"], r["p999_ms"], r["max_ms"]),
+                         (0.25, 0.35, 2.5, 4.0, 9.0))
+        self.assertEqual((r["checks_rate"], r["checks_failed"], r["failed_rate"]), (1.0, 0, 0.0))
+        self.assertEqual((r["gw_p50_ms"], r["gw_p99_ms"]), (0.02, 0.06))
+        self.assertEqual(r["thresholds_failed"], ["server_timing_seen rate==1"])
+        self.assertEqual([row["label"] for row in r["rows"]], ["step_1000", "step_2000"])
+        self.assertEqual(r["extra"], {"saturated_from_rps": 2000, "highest_held_rps": 1000})
+        self.assertEqual((r["script"], r["params"]["STEPS"]), ("latency ladder", "1000,2000"))
+        json.dumps(r)
+
+    def test_summary_export(self):
+        r = loadgen.parse_k6_summary(K6_EXPORT)
+        self.assertEqual((r["requests"], r["iterations"], r["duration_s"]), (20, 10, 2.0))
+        self.assertEqual((r["p50_ms"], r["p90_ms"], r["p99_ms"]), (0.9, 1.5, None))  # no p(99) in this export
+        self.assertEqual((r["checks_rate"], r["failed_rate"]), (1, 0))
+        self.assertEqual(r["thresholds_failed"], ["http_req_failed rate==0"])  # true = failed (legacy)
+        self.assertNotIn("gateway_added_ms", r)  # no Server-Timing: no samples
+        self.assertNotIn("rows", r)
+
+    def run_k6(self, rc=0, write=True, env=None):
+        calls = []
+
+        def fake(cmd, cpu, timeout, env=None):
+            calls.append((cmd, cpu, timeout, env))
+            path = next(a.split("=", 1)[1] for a in cmd if a.startswith("SUMMARY_JSON="))
+            if write:
+                Path(path).write_text(json.dumps(K6_LADDER))
+            return subprocess.CompletedProcess(cmd, rc, "ringgate k6: latency ladder\n", "")
+        with tempfile.TemporaryDirectory() as d, mock.patch.object(loadgen, "run_bounded", side_effect=fake):
+            base = Path(d) / "k6" / "ladder.direct.r1"
+            res = loadgen.run_k6(Path("/k6/ladder.js"), "http://127.0.0.1:1/",
+                                 env or {"REQUIRE_SERVER_TIMING": "0", "TOKEN_VALID": "a.b.c"}, base, cpu=0,
+                                 timeout=99)
+            text = Path(f"{base}.txt").read_text()
+        return calls[0], res, text
+
+    def test_run_k6(self):
+        (cmd, cpu, timeout, env), res, text = self.run_k6(rc=loadgen.K6_THRESHOLDS_FAILED)
+        self.assertEqual(cmd[:2], ["k6", "run"])
+        self.assertEqual(cmd[-1], "/k6/ladder.js")
+        self.assertIn("--no-usage-report", cmd)
+        self.assertTrue(cmd[cmd.index("--summary-export") + 1].endswith("ladder.direct.r1.export.json"))
+        e = [cmd[i + 1] for i, a in enumerate(cmd) if a == "-e"]
+        self.assertEqual(e[0], "TARGET_URL=http://127.0.0.1:1/")
+        self.assertTrue(e[1].startswith("SUMMARY_JSON=") and e[1].endswith("ladder.direct.r1.json"))
+        self.assertEqual(e[2:], ["REQUIRE_SERVER_TIMING=0", "TOKEN_VALID=a.b.c"])
+        self.assertEqual((cpu, timeout, env["K6_NO_USAGE_REPORT"]), (0, 99, "true"))
+        self.assertEqual(res["exit_code"], 99)  # thresholds failed: a finished run, not an error
+        self.assertNotIn("error", res)
+        self.assertEqual(res["requests"], 5799)
+        self.assertIn("TOKEN_VALID=…", res["command"])
+        self.assertNotIn("a.b.c", res["command"])
+        self.assertEqual(res["env"], {"REQUIRE_SERVER_TIMING": "0"})
+        self.assertIn("ringgate k6: latency ladder", text)
+
+    def test_run_k6_failures(self):
+        with self.assertRaisesRegex(RuntimeError, "k6 exited 107 and wrote no summary"):
+            self.run_k6(rc=107, write=False)
+        self.assertIn("k6 exited 107", self.run_k6(rc=107)[1]["error"])
+
+    def test_bundled_scenarios(self):
+        names = loadgen.k6_scenarios(LOADTEST / "k6")
+        for n in ("smoke", "ladder", "connections", "bodies", "jwt", "spike", "soak", "ratelimit"):
+            self.assertIn(n, names)
+        self.assertNotIn("lib", names)
+
+
+class K6Suite(unittest.TestCase):
+    """Suite's k6 plumbing with fake servers (no processes started)."""
+
+    def suite(self, d=".", **kw):
+        opts = dict(repo=Path("."), work_dir=Path(d), targets=["direct", "ringgate-uring", "ringgate-jwt"],
+                    duration_s=2.0, cpu_proxy=None, cpu_loadgen=0, k6_scenarios=["smoke", "ladder"],
+                    k6_dir=Path("/k6"), k6_out_dir=Path(d) / "k6", jwt=(Path("/k.pem"), "t.o.k"),
+                    k6_env=suite.parse_k6_env(["REQUIRE_SERVER_TIMING=1", "smoke.ITERATIONS=5",
+                                               "ladder.STEP_DURATION=5s"]))
+        opts.update(kw)
+        s = suite.Suite(suite.Options(**opts), log=lambda _: None)
+        import os
+        up = mock.Mock()
+        up.cpu_pids.return_value = []
+        up.alive.return_value = True
+        s.upstream = up
+        from ringbench import servers
+        s.servers["direct"] = servers.DirectTarget(up)
+        rg = mock.Mock(headers=(), server_timing=True, url="http://127.0.0.1:2/", admin_port=None, access_log=None)
+        rg.alive.return_value = True
+        rg.cpu_pids.return_value = [os.getpid()]
+        s.servers["ringgate-uring"] = rg
+        s.servers["ringgate-jwt"] = mock.Mock(headers=("Authorization: Bearer t.o.k",), server_timing=False)
+        return s
+
+    def test_parse_k6_env(self):
+        self.assertEqual(suite.parse_k6_env(["A=1", "ladder.STEPS=1000,2000", "X=a=b", "E="]),
+                         {"": {"A": "1", "X": "a=b", "E": ""}, "ladder": {"STEPS": "1000,2000"}})
+        for bad in ("NOEQUALS", "=1", "ladder.=1"):
+            with self.assertRaises(ValueError):
+                suite.parse_k6_env([bad])
+
+    def test_check_scenarios(self):
+        known = loadgen.k6_scenarios(LOADTEST / "k6")
+        self.assertIsNone(suite.check_k6_scenarios(["smoke", "ladder", "connections"], ["direct"], known))
+        self.assertIsNone(suite.check_k6_scenarios([], ["direct"], known))
+        self.assertIn("unknown k6 scenario(s): nope", suite.check_k6_scenarios(["smoke", "nope"], [], known))
+        self.assertIn("ratelimit.toml", suite.check_k6_scenarios(["ratelimit"], ["direct"], known))
+        self.assertIn("--jwt", suite.check_k6_scenarios(["jwt"], ["direct", "ringgate-uring"], known))
+        self.assertIsNone(suite.check_k6_scenarios(["jwt"], ["direct", "ringgate-jwt"], known))
+
+    def test_env_and_targets(self):
+        s = self.suite()
+        # non-ringgate: REQUIRE_SERVER_TIMING=0 whatever --k6-env says; the fixed upstream's body
+        self.assertEqual(s.k6_env("smoke", "direct"),
+                         {"REQUIRE_SERVER_TIMING": "0", "BODY_MATCH": "ok", "ITERATIONS": "5"})
+        self.assertEqual(s.k6_env("smoke", "ringgate-uring")["REQUIRE_SERVER_TIMING"], "1")
+        self.assertEqual(s.k6_env("ladder", "direct"), {"REQUIRE_SERVER_TIMING": "0", "STEP_DURATION": "5s"})
+        self.assertEqual(self.suite(k6_env={}).k6_env("ladder", "direct")["STEP_DURATION"], "2s")  # --duration
+        self.assertEqual(self.suite(k6_env={}).k6_env("spike", "direct"), {"REQUIRE_SERVER_TIMING": "0"})
+        self.assertEqual(s.k6_env("jwt", "ringgate-jwt")["TOKEN_VALID"], "t.o.k")
+        self.assertTrue(s.k6_applies("smoke", "direct"))
+        self.assertFalse(s.k6_applies("smoke", "ringgate-jwt"))  # needs a token the script does not send
+        self.assertTrue(s.k6_applies("jwt", "ringgate-jwt"))
+        self.assertFalse(s.k6_applies("jwt", "ringgate-uring"))
+
+    def test_run_measured_and_pinned(self):
+        with tempfile.TemporaryDirectory() as d:
+            s = self.suite(d)
+            with mock.patch.object(loadgen, "run_k6",
+                                   return_value={"requests": 20, "p50_ms": 0.3, "thresholds_failed": []}) as run:
+                res = s.k6("smoke", "ringgate-uring", 2)
+            script, url, env, base, cpu = run.call_args.args
+            self.assertEqual((script, url, cpu), (Path("/k6/smoke.js"), "http://127.0.0.1:2/", 0))
+            self.assertEqual(base, Path(d) / "k6" / "smoke.ringgate-uring.r2")
+            self.assertEqual(env["REQUIRE_SERVER_TIMING"], "1")
+            self.assertEqual(run.call_args.kwargs, {"timeout": 3600.0})
+            self.assertGreaterEqual(res["proxy_cpu_s"], 0.0)
+            self.assertIn("proxy_cpu_us_per_req", res)
+            self.assertGreater(res["proxy_rss_kib"], 0)  # this process's RSS, read after the run
+            with mock.patch.object(loadgen, "run_k6", side_effect=RuntimeError("k6 exited 107 and wrote no summary")):
+                self.assertIn("error", s.k6("smoke", "direct", 1))
+            self.assertEqual(s.warnings, ["k6 smoke against direct, round 1: k6 exited 107 and wrote no summary"])
+
+    def test_summary_rows_thresholds_and_spread(self):
+        s = self.suite(targets=["direct", "ringgate-uring"], rates=[], k6_scenarios=["ladder"])
+        run = loadgen.parse_k6_summary(K6_LADDER)
+
+        def k6run(i, **kw):
+            r = json.loads(json.dumps(run))
+            r["rows"][1]["p99_ms"] = 3.0 * i
+            r.update(proxy_cpu_us_per_req=20.0, thresholds_failed=[] if i == 1 else r["thresholds_failed"], **kw)
+            return r
+        s.result["rounds"] = [
+            {"round": 1, "saturation": {}, "latency": {},
+             "k6": {"ladder": {"direct": k6run(1), "ringgate-uring": k6run(1)}}},
+            {"round": 2, "saturation": {}, "latency": {}, "k6": {"ladder": {"direct": k6run(2),
+                                                                            "ringgate-uring": {"error": "boom"}}}},
+        ]
+        k6 = s.summarize()["k6"]["ladder"]
+        d = k6["targets"]["direct"]
+        self.assertEqual((d["requests"]["median"], d["requests"]["n"]), (5799, 2))
+        self.assertEqual(d["thresholds"], {"rounds": 2, "failed_rounds": 1, "failed": ["server_timing_seen rate==1"]})
+        self.assertEqual(d["saturated_from_rps"]["median"], 2000)
+        self.assertEqual(k6["targets"]["ringgate-uring"]["requests"]["n"], 1)  # the failed round left out
+        row = k6["rows"]["direct"]["step_2000"]
+        self.assertEqual((row["p99_ms"]["min"], row["p99_ms"]["max"]), (3.0, 6.0))
+        self.assertEqual(row["offered_rps"]["median"], 2000)
+        self.assertNotIn("label", row)
+        self.assertEqual(k6["params"]["STEPS"], "1000,2000")
+        self.assertIn("k6 ladder against direct: thresholds failed in 1 of 2 round(s): server_timing_seen rate==1",
+                      s.warnings)
+        wide = [w for w in s.warnings if w.startswith("⚠")]
+        self.assertEqual(wide, ["⚠ wide spread between rounds (max/min 2.00 > 1.2): k6 / ladder / rows / direct / "
+                                "step_2000 / p99_ms 4.500 (3.000–6.000)"])
+        md = report.markdown(s.result)
+        sec = md[md.index("## k6: latency ladder (`loadtest/k6/ladder.js`)"):]
+        self.assertIn("| direct | 5,799 | 966 | 0.250 | 0.350 | 2.500 | 4.000 | 200 | 100.00 % | 0.020 | 0.060 | "
+                      "20.0 | – | failed in 1/2 ❌ |", sec)
+        self.assertIn("| ringgate-uring | 5,799 |", sec)
+        self.assertIn("| direct | step_2000 | 2,000 | 1,900 | 200 | 0.400 | 0.900 | 4.500 (3.000–6.000) ⚠ | 6.000 "
+                      "| – | – |", sec)
+        self.assertIn("- direct: highest_held_rps 1,000, saturated_from_rps 2,000", sec)
+        self.assertIn("Parameters: STEPS=1000,2000, STEP_DURATION=2s", sec)
+
+
+class Spread(unittest.TestCase):
+    def test_flag(self):
+        s = stats.summarize
+        self.assertAlmostEqual(stats.spread(s([1.0, 1.3, 1.1])), 1.3)
+        self.assertTrue(stats.wide(s([1.0, 1.3])))
+        self.assertFalse(stats.wide(s([1.0, 1.2])))  # at the limit: not wide
+        self.assertFalse(stats.wide(s([5.0])))  # one round
+        self.assertFalse(stats.wide(s([0, 3.0])))  # no ratio from 0
+        self.assertFalse(stats.wide(s([-0.1, 0.2])))  # differences
+        self.assertEqual(stats.fmt_summary(s([1.0, 1.3]), 1, flag_wide=True), "1.1 (1.0–1.3) ⚠")
+        self.assertEqual(stats.fmt_summary(s([1.0, 1.3]), 1), "1.1 (1.0–1.3)")
+        self.assertEqual(report.fmt_summary(s([1.0, 1.3]), 1), "1.1 (1.0–1.3) ⚠")
+        self.assertEqual(report.fmt_summary(s([1.0, 1.3]), 1, signed=True), "+1.1 (+1.0–+1.3)")  # a difference
+        tree = {"latency": {"2000": {"a": {"p99_ms": s([0.2, 0.3]), "p50_ms": s([0.1, 0.11])}}}, "x": s([1, 2])}
+        self.assertEqual([p for p, _ in stats.wide_spreads(tree)], [("latency", "2000", "a", "p99_ms"), ("x",)])
+
+    def test_summary_warns(self):
+        s = _scenario_suite("ringgate-jwt", [10.5, 10.25, 10.75], [0.2, 0.3, 0.31])
+        summ = s.summarize()
+        self.assertEqual([w for w in s.warnings if w.startswith("⚠")],
+                         ["⚠ wide spread between rounds (max/min 1.55 > 1.2): latency / 2000 / ringgate-jwt / "
+                          "p99_ms 0.300 (0.200–0.310)"])  # not the jwt comparison (differences)
+        md = report.markdown(s.result)
+        self.assertIn("0.300 (0.200–0.310) ⚠", md)
+        self.assertIn("- ⚠ wide spread between rounds", md)
+        self.assertIn("jwt", summ)
+
+
+def _oha_run(scale: float, **kw) -> dict:
+    pct = {"p10": 0.05, "p25": 0.07, "p50": 0.1, "p75": 0.12, "p90": 0.15, "p95": 0.2, "p99": 0.3,
+           "p99.9": 0.8, "p99.99": 2.0}
+    return {"latency_ms": {k: v * scale for k, v in pct.items()}, **kw}
+
+
+def _plot_result() -> dict:
+    s = stats.summarize
+    return {
+        "options": {"targets": ["direct", "ringgate-uring", "nginx-proxy"], "rates": [2000], "oha_connections": 50},
+        "rounds": [
+            {"latency": {"2000": {"direct": _oha_run(1.0), "ringgate-uring": _oha_run(2.0),
+                                  "nginx-proxy": {"error": "died"}}}},
+            {"latency": {"2000": {"direct": _oha_run(1.2), "ringgate-uring": _oha_run(2.0)}}},
+        ],
+        "summary": {
+            "latency": {"2000": {"direct": {"achieved_rps": s([1999.0]), "p50_ms": s([0.1]), "p99_ms": s([0.3])},
+                                 "ringgate-uring": {"achieved_rps": s([1998.0]), "p50_ms": s([0.2]),
+                                                    "p99_ms": s([0.6])}}},
+            "k6": {"ladder": {"rows": {"direct": {
+                "step_2000": {"achieved_rps": s([1990.0]), "p50_ms": s([0.12]), "p99_ms": s([0.4])},
+                "step_1000": {"achieved_rps": s([999.0]), "p50_ms": s([0.1]), "p99_ms": s([0.3])},
+                "no_latency": {"achieved_rps": s([10.0])}}}}},
+        },
+    }
+
+
+class Plots(unittest.TestCase):
+    def test_percentile_axis(self):
+        from ringbench import plots
+        self.assertAlmostEqual(plots.percentile_x(90), 1.0)
+        self.assertAlmostEqual(plots.percentile_x(99), 2.0)
+        self.assertAlmostEqual(plots.percentile_x(99.99), 4.0)
+        self.assertEqual((plots.percentile_of("p99.9"), plots.percentile_of("p50"), plots.percentile_of("avg")),
+                         (99.9, 50.0, None))
+
+    def test_percentile_curves(self):
+        from ringbench import plots
+        curves = plots.percentile_curves(_plot_result(), "2000")
+        self.assertEqual(list(curves), ["direct", "ringgate-uring"])  # nginx-proxy: its only run failed
+        d = curves["direct"]
+        self.assertEqual([p for p, *_ in d], [50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99])  # from p50 on
+        p, med, lo, hi = d[4]
+        self.assertEqual(p, 99.0)
+        self.assertAlmostEqual(med, 0.33)  # median of 0.3 and 0.36
+        self.assertAlmostEqual((lo, hi)[1], 0.36)
+        self.assertEqual(curves["ringgate-uring"][0], (50.0, 0.2, 0.2, 0.2))
+        self.assertEqual(plots.percentile_curves(_plot_result(), "5000"), {})
+
+    def test_rate_latency_series(self):
+        from ringbench import plots
+        series = plots.rate_latency_series(_plot_result())
+        self.assertEqual(list(series), ["k6-ladder", "oha"])
+        self.assertEqual(series["k6-ladder"], {"direct": [(999.0, 0.1, 0.3), (1990.0, 0.12, 0.4)]})
+        self.assertEqual(series["oha"], {"direct": [(1999.0, 0.1, 0.3)], "ringgate-uring": [(1998.0, 0.2, 0.6)]})
+
+    def test_render_calls(self):
+        from ringbench import plots
+        figs = []
+
+        def subplots(**kw):
+            fig, ax = mock.MagicMock(), mock.MagicMock()
+            ax.plot.return_value = [mock.MagicMock()]
+            figs.append((fig, ax))
+            return fig, ax
+        plt = mock.MagicMock()
+        plt.subplots.side_effect = subplots
+        made = plots.render(_plot_result(), Path("/out"), plt=plt)
+        self.assertEqual([m["file"] for m in made], ["latency-percentiles-2000.png", "rate-vs-latency-k6-ladder.png",
+                                                     "rate-vs-latency-oha.png"])
+        self.assertEqual(len(figs), 3)
+        fig, ax = figs[0]
+        (xs, ys), kw = ax.plot.call_args_list[1].args, ax.plot.call_args_list[1].kwargs
+        self.assertEqual(kw["label"], "ringgate-uring")
+        self.assertEqual([round(x, 3) for x in xs], [round(plots.percentile_x(p), 3)
+                                                     for p in (50, 75, 90, 95, 99, 99.9, 99.99)])
+        self.assertEqual(ys, [0.2, 0.24, 0.3, 0.4, 0.6, 1.6, 4.0])
+        self.assertEqual(ax.fill_between.call_count, 1)  # direct's rounds differ; ringgate-uring's do not
+        fig.savefig.assert_called_once_with(Path("/out/latency-percentiles-2000.png"), dpi=110)
+        ax.set_yscale.assert_called_with("log")
+        fig, ax = figs[1]
+        calls = [(c.args, c.kwargs["label"]) for c in ax.plot.call_args_list]
+        self.assertEqual(calls, [(([999.0, 1990.0], [0.1, 0.12]), "direct p50"),
+                                 (([999.0, 1990.0], [0.3, 0.4]), "direct p99")])
+        self.assertEqual(plt.close.call_count, 3)
+
+    @unittest.skipUnless(__import__("importlib").util.find_spec("matplotlib"), "matplotlib not installed")
+    def test_render_pngs(self):
+        from ringbench import plots
+        with tempfile.TemporaryDirectory() as d:
+            made = plots.render(_plot_result(), Path(d))
+            for m in made:
+                self.assertEqual((Path(d) / m["file"]).read_bytes()[:8], b"\x89PNG\r\n\x1a\n")
+
+
+class ResultsLayout(unittest.TestCase):
+    def test_run_dir_name(self):
+        import datetime
+        utc = datetime.timezone.utc
+        self.assertEqual(report.run_dir_name(datetime.datetime(2026, 11, 22, 14, 30, 59, tzinfo=utc)),
+                         "2026-11-22T1430")
+        cet = datetime.timezone(datetime.timedelta(hours=1))
+        self.assertEqual(report.run_dir_name(datetime.datetime(2026, 11, 22, 15, 30, tzinfo=cet)), "2026-11-22T1430")
+        with tempfile.TemporaryDirectory() as d:
+            when = datetime.datetime(2026, 11, 22, 14, 30, tzinfo=utc)
+            first = report.results_dir(Path(d) / "results", when)
+            second = report.results_dir(Path(d) / "results", when)
+            self.assertEqual((first.name, second.name), ("2026-11-22T1430", "2026-11-22T1430-2"))
+            self.assertTrue(first.is_dir() and second.is_dir())
+
+    def test_report_header_and_plots(self):
+        result = {"meta": {"date": "d", "cpu_model": "Some CPU", "cpus": 2, "kernel": "6.1.0",
+                           "tools": {"nginx": "nginx/1.22.1", "k6": "k6 v1.1.0"}},
+                  "options": {"targets": ["direct"], "rates": [], "server_timing": True},
+                  "drivers": {"ringgate-uring": "io_uring (coop,single,defer)", "ringgate-epoll": "epoll"},
+                  "plots": [{"file": "latency-percentiles-2000.png", "title": "Latency at 2000"}], "warnings": []}
+        md = report.markdown(result, link_prefix="2026-11-22T1430/")
+        self.assertIn("- machine: Some CPU, 2 CPUs, kernel 6.1.0", md)
+        self.assertIn("- ringgate driver (as its workers logged at start): ringgate-uring: io_uring "
+                      "(coop,single,defer); ringgate-epoll: epoll", md)
+        self.assertIn("nginx: nginx/1.22.1; k6: k6 v1.1.0", md)
+        self.assertIn("`Server-Timing`", md)
+        self.assertIn("## Plots\n\n![Latency at 2000](2026-11-22T1430/latency-percentiles-2000.png)", md)
+        with tempfile.TemporaryDirectory() as d:
+            md_path, json_path = report.write(result, Path(d), "report.md", "result.json")
+            self.assertIn("](latency-percentiles-2000.png)", md_path.read_text())
+            self.assertEqual(json.loads(json_path.read_text())["drivers"]["ringgate-epoll"], "epoll")
+
+    def test_cli(self):
+        import bench
+        a = bench.parse_args(["--k6", "smoke,ladder", "--k6-env", "RATE=100", "--k6-env", "ladder.STEPS=1000"])
+        self.assertEqual((a.k6, a.k6_env), ("smoke,ladder", ["RATE=100", "ladder.STEPS=1000"]))
+        self.assertEqual((bench.parse_args([]).k6, bench.parse_args([]).no_plots), ("", False))
+
+
+class Driver(unittest.TestCase):
+    def test_parse_driver(self):
+        from ringbench import servers
+        log = ("2026-11-22T14:30:00.1Z  INFO driver=io_uring worker=0 core=None ring_flags=coop,single,defer\n"
+               "2026-11-22T14:30:00.1Z  INFO driver=io_uring worker=1 core=None ring_flags=coop,single,defer\n")
+        self.assertEqual(servers.parse_driver(log), "io_uring (coop,single,defer)")
+        self.assertEqual(servers.parse_driver("x INFO driver=epoll worker=0 core=Some(1)\n"), "epoll")
+        self.assertEqual(servers.parse_driver(log + "WARN fell back\nINFO driver=epoll worker=2 core=None\n"),
+                         "io_uring (coop,single,defer) + epoll")
+        self.assertIsNone(servers.parse_driver("listening on http://127.0.0.1:1\n"))
+
+    def test_logged_driver_from_stderr(self):
+        from ringbench import servers
+        with tempfile.TemporaryDirectory() as d:
+            srv = servers.RinggateServer("ringgate-uring", Path("/bin/true"), "uring", 1, 2, Path(d), None)
+            err = Path(d) / "err.log"
+            srv.proc = mock.Mock(stderr_path=err)
+            self.assertEqual(srv.logged_driver(), "io_uring (asked; not logged)")
+            err.write_text("INFO driver=io_uring worker=0 core=None ring_flags=coop\n")
+            self.assertEqual(srv.logged_driver(), "io_uring (coop)")
+
+
+class ServerTimingConfig(unittest.TestCase):
+    def test_routes(self):
+        import tomllib
+        t = tomllib.loads(configs.ringgate_toml(8080, 9000, server_timing=True))
+        self.assertEqual(t["routes"], [{"prefix": "/", "upstream": "bench", "server_timing": True}])
+        table = tomllib.loads(configs.ringgate_toml(8080, 9000, routes=10, server_timing=True))["routes"]
+        self.assertTrue(all(r["server_timing"] for r in table))
+        self.assertNotIn("server_timing", tomllib.loads(configs.ringgate_toml(8080, 9000))["routes"][0])
+
+
+class EnsureModule(unittest.TestCase):
+    def test_installs_then_imports(self):
+        from ringbench import install
+        with mock.patch.object(install.importlib, "import_module", side_effect=[ImportError("no"), None]) as imp, \
+                mock.patch.object(install, "pip_install") as pip:
+            install.ensure_module("matplotlib", "matplotlib", log=lambda _: None)
+        pip.assert_called_once()
+        self.assertEqual(pip.call_args.args[0], "matplotlib")
+        self.assertEqual(imp.call_count, 2)
+
+    def test_clear_failures(self):
+        from ringbench import install
+        with mock.patch.object(install.importlib, "import_module", side_effect=ImportError("no")):
+            with self.assertRaisesRegex(RuntimeError, "--skip-install was given: `python3 -m pip install matplotlib`"):
+                install.ensure_module("matplotlib", "matplotlib", install=False)
+            with mock.patch.object(install, "pip_install", side_effect=subprocess.CalledProcessError(1, ["pip"])):
+                with self.assertRaisesRegex(RuntimeError, "cannot install Python package matplotlib"):
+                    install.ensure_module("matplotlib", "matplotlib", log=lambda _: None)
+            with mock.patch.object(install, "pip_install"):
+                with self.assertRaisesRegex(RuntimeError, "was installed but `import matplotlib` fails"):
+                    install.ensure_module("matplotlib", "matplotlib", log=lambda _: None)
+
+
 
 if __name__ == "__main__":
     unittest.main()
