@@ -117,7 +117,8 @@ pub struct Entry<'a> {
     pub route: &'a str,
     pub upstream: Option<std::net::SocketAddr>,
     pub request_id: &'a [u8],
-    pub tls: bool,
+    /// "1.3" / "1.2", or None for plain HTTP.
+    pub tls: Option<&'static str>,
     pub auth: &'static str,
     pub ratelimit: &'static str,
     pub trace_id: Option<&'a [u8]>,
@@ -186,7 +187,10 @@ impl LocalLog {
         field(b, ",\"request_id\":", b" ");
         s(b, e.request_id);
         field(b, ",\"tls\":", b" tls=");
-        b.extend_from_slice(if e.tls { b"true" } else { b"false" });
+        match e.tls {
+            Some(v) => s(b, v.as_bytes()),
+            None => b.extend_from_slice(if json { b"null" } else { b"-" }),
+        }
         field(b, ",\"auth\":", b" auth=");
         s(b, if json || !e.auth.is_empty() { e.auth.as_bytes() } else { b"-" });
         field(b, ",\"ratelimit\":", b" ratelimit=");

@@ -43,7 +43,7 @@ pub fn finish(w: &Worker, snap: &Snapshot, c: &ClientConn, s: &Scratch) {
         route: name,
         upstream: o.upstream.map(|(_, a)| a),
         request_id: &c.rid,
-        tls: c.stream.is_tls(),
+        tls: c.tls_version.or(if c.stream.is_tls() { Some("?") } else { None }),
         auth: o.auth,
         ratelimit: o.ratelimit,
         trace_id: o.trace_id.as_ref().map(|t| &t[..]),

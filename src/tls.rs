@@ -168,6 +168,44 @@ pub fn server_config(cfg: &TlsCfg, store: CertStore) -> Result<Arc<ServerConfig>
     Ok(Arc::new(sc))
 }
 
+/// The TLS version a handshake will settle on, read from the raw ClientHello at the start of
+/// `buf` (what the connection's first read held): "1.3" when the client lists TLS 1.3 in its
+/// supported_versions extension (RFC 8446 §4.2.1) and the listener allows it (rustls then always
+/// picks 1.3), else "1.2". None when the bytes are not one whole ClientHello record. For the
+/// access log: monoio-rustls does not lend out the session to ask it afterwards.
+pub fn hello_version(buf: &[u8], allow13: bool) -> Option<&'static str> {
+    let rec = buf.get(5..5 + usize::from(u16::from_be_bytes([*buf.get(3)?, *buf.get(4)?])))?;
+    if buf[0] != 0x16 || *rec.first()? != 1 {
+        return None;
+    }
+    // handshake header (4), legacy_version (2), random (32)
+    let mut p = rec.get(38..)?;
+    let skip = |p: &mut &[u8], len_bytes: usize| -> Option<()> {
+        let n = match len_bytes {
+            1 => usize::from(*p.first()?),
+            _ => usize::from(u16::from_be_bytes([*p.first()?, *p.get(1)?])),
+        };
+        *p = p.get(len_bytes + n..)?;
+        Some(())
+    };
+    skip(&mut p, 1)?; // session id
+    skip(&mut p, 2)?; // cipher suites
+    skip(&mut p, 1)?; // compression methods
+    let ext_len = usize::from(u16::from_be_bytes([*p.first()?, *p.get(1)?]));
+    let mut ext = p.get(2..2 + ext_len)?;
+    while ext.len() >= 4 {
+        let (kind, len) = (u16::from_be_bytes([ext[0], ext[1]]), usize::from(u16::from_be_bytes([ext[2], ext[3]])));
+        let body = ext.get(4..4 + len)?;
+        if kind == 0x002b {
+            let list = body.get(1..1 + usize::from(*body.first()?))?;
+            let has13 = list.chunks_exact(2).any(|v| v == [0x03, 0x04]);
+            return Some(if has13 && allow13 { "1.3" } else { "1.2" });
+        }
+        ext = &ext[4 + len..];
+    }
+    Some("1.2")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +229,31 @@ mod tests {
         let d = std::env::temp_dir().join(format!("ringgate-tls-unit-{}", std::process::id()));
         std::fs::create_dir_all(&d).expect("dir");
         d
+    }
+
+    #[test]
+    fn hello_version_reads_supported_versions() {
+        // A minimal ClientHello: no session id, one suite, null compression, one extension.
+        fn hello(ext: &[u8]) -> Vec<u8> {
+            let mut body = vec![3, 3];
+            body.extend([7u8; 32]);
+            body.extend([0, 0, 2, 0x13, 0x01, 1, 0]);
+            body.extend((ext.len() as u16).to_be_bytes());
+            body.extend(ext);
+            let mut hs = vec![1, 0, (body.len() >> 8) as u8, body.len() as u8];
+            hs.extend(body);
+            let mut rec = vec![0x16, 3, 1, (hs.len() >> 8) as u8, hs.len() as u8];
+            rec.extend(hs);
+            rec
+        }
+        let v13 = hello(&[0x00, 0x2b, 0, 5, 4, 0x03, 0x04, 0x03, 0x03]);
+        assert_eq!(hello_version(&v13, true), Some("1.3"));
+        assert_eq!(hello_version(&v13, false), Some("1.2"));
+        let v12 = hello(&[0x00, 0x2b, 0, 3, 2, 0x03, 0x03]);
+        assert_eq!(hello_version(&v12, true), Some("1.2"));
+        assert_eq!(hello_version(&hello(&[]), true), Some("1.2"), "no extension: TLS 1.2 or older");
+        assert_eq!(hello_version(&v13[..20], true), None, "cut short");
+        assert_eq!(hello_version(b"GET / HTTP/1.1", true), None);
     }
 
     #[test]

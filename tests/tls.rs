@@ -384,6 +384,34 @@ fn tls12_and_tls13_clients_with_min_12(driver: Driver) {
 
 /// With `min_version = "1.3"` a TLS 1.2-only client is refused with a `protocol_version` alert;
 /// a TLS 1.3 client is served.
+/// The access log names each request's TLS version (read from the ClientHello: 1.3 when the
+/// client offers it, as rustls then always negotiates it).
+fn access_log_names_the_tls_version(driver: Driver) {
+    let pki = Pki::new();
+    let (_, pair) = pki.leaf("site", &["site.test"]);
+    let up = TestUpstream::echo();
+    let log = support::gateway::temp_path("tls-access", "log");
+    let table = format!("[access_log]\npath = \"{}\"\nflush_interval = \"10ms\"\n", path_str(&log));
+    let gw = tls_config(&up, &[&pair], "").raw(&table).start(driver);
+    for versions in [TLS12_ONLY, TLS13_ONLY] {
+        TlsClient::connect(gw.addr, &Arc::new(pki.client(versions)), "site.test").get_ok("/v");
+    }
+    let deadline = Instant::now() + PROMPT;
+    let lines = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().count() >= 2 || Instant::now() > deadline {
+            break text;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let _ = std::fs::remove_file(&log);
+    let versions: Vec<String> = lines
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line")["tls"].to_string())
+        .collect();
+    assert_eq!(versions, ["\"1.2\"", "\"1.3\""], "{lines}");
+}
+
 fn min_version_13_refuses_tls12_clients(driver: Driver) {
     let pki = Pki::new();
     let (_, pair) = pki.leaf("site", &["site.test"]);
@@ -881,6 +909,7 @@ fn read_timeouts_hold_over_tls(driver: Driver) {
 }
 
 both_drivers!(
+    access_log_names_the_tls_version,
     sni_picks_exact_then_wildcard_then_default,
     alpn_offers_only_http11,
     tls12_and_tls13_clients_with_min_12,

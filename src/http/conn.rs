@@ -51,6 +51,8 @@ pub struct ClientConn {
     pub is_head: bool,
     /// The current request is HTTP/1.0 (a kept-open answer then says `Connection: keep-alive`).
     pub http10: bool,
+    /// "1.3" or "1.2" on a TLS connection (from its ClientHello), for the access log.
+    pub tls_version: Option<&'static str>,
 }
 
 impl ClientConn {
@@ -90,6 +92,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, opts: &ListenerOpts, w: 
         keep_alive: false,
         is_head: false,
         http10: false,
+        tls_version: None,
     };
     // The first head must arrive within header_read_timeout of the accept, not of the first byte.
     let mut head_started = Some(Instant::now());
@@ -123,6 +126,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, opts: &ListenerOpts, w: 
         let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
         // Bytes already read (after a PROXY header, or the first read above) start the ClientHello.
         let pre = std::mem::take(&mut c.rbuf);
+        c.tls_version = crate::tls::hello_version(&pre, true);
         let io = Prefixed { inner: tcp, pre };
         let left = deadline.saturating_duration_since(Instant::now());
         // Boxed: the handshake state is large and must not sit in every connection's future.
