@@ -135,13 +135,16 @@ class RinggateServer(Server):
                  routes: int = 1, tls: Optional[tuple[Path, Path]] = None,
                  jwt: Optional[tuple[Path, str]] = None, rate_limit: bool = False,
                  admin_port: Optional[int] = None, access_log: bool = False, metrics: bool = True,
-                 server_timing: bool = False):
+                 server_timing: bool = False, headers: tuple = ()):
         """jwt = (RS256 public key PEM, token): route "/" requires a JWT, clients send the token.
         rate_limit: route "/" is under configs.RATELIMIT_POLICY (a limit far above the offered rate).
         admin_port: an [admin] listener there (metrics scrapes); access_log: a JSON access log in
-        WORK_DIR/NAME/access.log; server_timing: its routes send Server-Timing (k6's gateway_added)."""
+        WORK_DIR/NAME/access.log; server_timing: its routes send Server-Timing (k6's gateway_added);
+        headers: sent with every load-generator request (e.g. the JWT baseline's Authorization)."""
         self.name = name
         self.tls = tls is not None
+        if headers:
+            self.headers = tuple(headers)
         if jwt:
             self.headers = (f"Authorization: Bearer {jwt[1]}",)
         if routes > 1:

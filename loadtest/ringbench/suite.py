@@ -176,7 +176,11 @@ class Suite:
                                   rate_limit=name == RATELIMIT_TARGET,
                                   admin_port=_free_port() if name in ADMIN_TARGETS else None,
                                   access_log=name == OBSERVED_TARGET,
-                                  metrics=name != OBSERVED_BASELINE, server_timing=o.server_timing)
+                                  metrics=name != OBSERVED_BASELINE, server_timing=o.server_timing,
+                                  # The JWT comparison's baseline gets the same Authorization header
+                                  # (forwarded, not checked): the two then differ by the check alone.
+                                  headers=(f"Authorization: Bearer {o.jwt[1]}",)
+                                  if o.jwt and name == JWT_BASELINE and JWT_TARGET in o.targets else ())
         raise ValueError(f"unknown target {name!r} (known: {', '.join(ALL_TARGETS)})")
 
     def stop(self) -> None:
