@@ -95,7 +95,7 @@ async fn fresh(
     clock: &Clock,
     connect_timeout: Duration,
 ) -> Result<UpstreamConn, ProxyError> {
-    let key = crate::metrics::name_key("upstream", &group.name);
+    let key = group.metrics_key;
     w.metrics.borrow_mut().count_upstream(key, &group.name, |u| u.connect_attempts += 1);
     let res = connect(target, clock.cap(connect_timeout)?).await.map_err(|e| match e.kind() {
         std::io::ErrorKind::TimedOut => ProxyError::UpstreamTimeout,
@@ -144,7 +144,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
             let res = crate::auth::authorize(policy, ra, &head, &s.req, crate::auth::unix_now(), &mut cache);
             let outcome = res.as_ref().map_or_else(crate::auth::AuthError::outcome, |_| "allowed");
             s.obs.auth = outcome;
-            w.metrics.borrow_mut().policy("auth", &policy.name, outcome);
+            w.metrics.borrow_mut().policy(policy.metrics_key, "auth", &policy.name, outcome);
             Some(res?)
         }
     };
@@ -167,8 +167,8 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         let now = crate::ratelimit::now_ns();
         let mut metrics = w.metrics.borrow_mut();
         let mut outcome = "admitted";
-        let mut decided = |name: &str, o: &'static str| {
-            metrics.policy("ratelimit", name, o);
+        let mut decided = |p: &crate::ratelimit::RateLimitPolicy, o: &'static str| {
+            metrics.policy(p.metrics_key, "ratelimit", &p.name, o);
             if o != "admitted" && o != "unlimited" {
                 outcome = o;
             }
@@ -212,7 +212,7 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
     let pooled = w.pool.take(target.key, group.idle_timeout, Instant::now());
     {
         let hit = pooled.is_some();
-        w.metrics.borrow_mut().count_upstream(crate::metrics::name_key("upstream", &group.name), &group.name, |u| {
+        w.metrics.borrow_mut().count_upstream(group.metrics_key, &group.name, |u| {
             if hit {
                 u.pool_hits += 1;
             } else {
@@ -303,20 +303,17 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         }
         c.body_pending = false;
         s.obs.bytes_in = head.len() as u64 + body_seen;
-        // Clock reads only where there was a body to stream (a bodiless request reads none here).
-        let sent = match streaming {
-            Some(t0) => {
-                let sent = Instant::now();
-                s.obs.waits += sent.saturating_duration_since(t0);
-                sent
-            }
-            None => Instant::now(),
-        };
+        // One clock read: the request is written (the upstream wait starts) and the response
+        // head's deadline is set from it.
+        let sent = Instant::now();
+        if let Some(t0) = streaming {
+            s.obs.waits += sent.saturating_duration_since(t0);
+        }
         s.obs.sent_upstream = Some(sent);
 
         // One deadline for the whole response head, interim 1xx responses included: an upstream
         // dripping bytes or sending endless 1xx cannot keep the exchange alive past it.
-        head_deadline = Instant::now() + t.response;
+        head_deadline = sent + t.response;
         match read_response_head(&mut up, s, &clock, head_deadline).await {
             Ok(n) => break n,
             Err(ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_))
@@ -393,12 +390,13 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
         // W3C Server Timing: milliseconds so far (the response is about to be written).
         let t = s.obs.timing(Instant::now());
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let line = format!(
+        use std::fmt::Write;
+        let _ = write!(
+            limit_lines,
             "Server-Timing: gw;dur={:.3}, upstream;dur={:.3}\r\n",
             ms(t.gateway()),
             ms(t.upstream.unwrap_or_default())
         );
-        limit_lines.put_slice(line.as_bytes());
     }
     let ctx = ResponseCtx {
         client_minor: s.req.minor,
@@ -416,7 +414,6 @@ pub async fn handle(c: &mut ClientConn, s: &mut Scratch, w: &Worker, snap: &Snap
     send_client(&mut c.stream, s, out, clock.cap(t.idle)?).await.map_err(client_write)?;
 
     let started = |e: ProxyError| ProxyError::AfterResponseStarted(Box::new(e));
-    s.obs.status = s.resp.status;
     let streaming = if rbody.as_ref().is_some_and(|b| !b.is_done()) { Some(Instant::now()) } else { None };
     while let Some(b) = rbody.as_mut().filter(|b| !b.is_done()) {
         let wait = clock.cap(t.idle).map_err(started)?;

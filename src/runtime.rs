@@ -264,7 +264,7 @@ fn publish_metrics(w: &Worker, snap: &crate::shared::Snapshot) {
     let mut m = w.metrics.borrow().clone();
     for g in &snap.upstreams {
         let idle: usize = g.targets.iter().map(|t| w.pool.idle_len(t.key)).sum();
-        m.upstream(crate::metrics::name_key("upstream", &g.name), &g.name).idle = idle as u64;
+        m.upstream(g.metrics_key, &g.name).idle = idle as u64;
     }
     w.slot.fill(m);
 }

@@ -55,6 +55,8 @@ impl Target {
 
 pub struct UpstreamGroup {
     pub name: String,
+    /// `metrics::name_key` of the name, computed once (not per request).
+    pub metrics_key: u64,
     pub targets: Vec<Target>,
     pub max_idle_per_target: usize,
     pub idle_timeout: Duration,
@@ -90,6 +92,7 @@ impl Snapshot {
             .iter()
             .map(|u| UpstreamGroup {
                 name: u.name.clone(),
+                metrics_key: crate::metrics::name_key("upstream", &u.name),
                 targets: u
                     .targets
                     .iter()

@@ -92,15 +92,16 @@ pub fn source(
     refresh_interval: Duration,
     min_refresh_interval: Duration,
 ) -> (Arc<JwksSource>, Option<String>) {
-    let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-    reg.retain(|w| w.strong_count() > 0);
-    if let Some(s) = reg
-        .iter()
-        .filter_map(Weak::upgrade)
-        .find(|s| s.same_settings(url, algorithms, refresh_interval, min_refresh_interval))
     {
-        return (s, None);
+        let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+        reg.retain(|w| w.strong_count() > 0);
+        let same = |s: &Arc<JwksSource>| s.same_settings(url, algorithms, refresh_interval, min_refresh_interval);
+        if let Some(s) = reg.iter().filter_map(Weak::upgrade).find(same) {
+            return (s, None);
+        }
     }
+    // The first fetch (up to FETCH_TIMEOUT) runs without the registry lock, so the refresher
+    // and other config loads are not held up by a slow identity provider.
     let s = Arc::new(JwksSource {
         url: url.to_string(),
         algorithms: algorithms.to_vec(),
@@ -119,8 +120,7 @@ pub fn source(
             Some(format!("JWKS {url}: {e} (retrying every {min_refresh_interval:?}; tokens are refused until then)"))
         }
     };
-    reg.push(Arc::downgrade(&s));
-    drop(reg);
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(&s));
     REFRESHER.call_once(|| {
         let spawned = std::thread::Builder::new().name("jwks".into()).spawn(refresher);
         if let Err(e) = spawned {

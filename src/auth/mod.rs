@@ -34,6 +34,8 @@ pub struct AuthPolicy {
     /// Unique per built policy (process-wide): cache entries of an older config never match.
     pub id: u64,
     pub name: String,
+    /// `metrics::name_key("auth", name)`, computed once.
+    pub metrics_key: u64,
     pub source: TokenSource,
     pub max_token_bytes: usize,
     /// Keys from secrets, PEM files and JWKS files.

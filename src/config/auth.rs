@@ -17,6 +17,10 @@ use crate::auth::{jwks, AuthPolicy, RouteAuth};
 use crate::route::Route;
 
 static POLICY_IDS: AtomicU64 = AtomicU64::new(1);
+/// Largest clock-skew allowance.
+const MAX_LEEWAY_SECS: u64 = 86_400;
+/// Shortest JWKS refresh intervals (the refresher ticks every 50 ms).
+const MIN_REFRESH: Duration = Duration::from_millis(100);
 
 /// Every policy; a policy with errors is left out (and the config refused, with its errors).
 pub(super) fn validate_policies(c: &mut Checker, raw: &[Spanned<RawAuth>]) -> Vec<Arc<AuthPolicy>> {
@@ -56,6 +60,10 @@ fn policy(c: &mut Checker, sp: &Spanned<RawAuth>, key: &str) -> AuthPolicy {
         }
     };
     let leeway = c.duration(&p.leeway, &format!("{key}.leeway"), Duration::from_secs(30)).as_secs();
+    if leeway > MAX_LEEWAY_SECS {
+        // jsonwebtoken subtracts the leeway from the current time: bounded well below that.
+        c.err(p.leeway.as_ref().map(|l| l.span()), format!("{key}.leeway"), "at most 1 day");
+    }
     let max_token_bytes = c.int(&p.max_token_bytes, &format!("{key}.max_token_bytes"), 8192, 64, 1 << 20) as usize;
 
     let mut fixed: Vec<Key> = Vec::new();
@@ -153,6 +161,7 @@ fn policy(c: &mut Checker, sp: &Spanned<RawAuth>, key: &str) -> AuthPolicy {
     AuthPolicy {
         id: POLICY_IDS.fetch_add(1, Ordering::Relaxed),
         name: p.name.get_ref().clone(),
+        metrics_key: crate::metrics::name_key("auth", p.name.get_ref()),
         source,
         max_token_bytes,
         fixed: Arc::new(KeySet::new(fixed)),
@@ -216,7 +225,7 @@ fn one_key(c: &mut Checker, sk: &Spanned<RawKey>, key: &str) -> Loaded {
                 c.err(vspan, format!("{key}.jwks_url"), format!("{url:?} is not an http:// or https:// URL"));
                 return Loaded::Failed;
             }
-            let (s, warning) = jwks::source(url, &algs, every, min.max(Duration::from_millis(10)));
+            let (s, warning) = jwks::source(url, &algs, every.max(MIN_REFRESH), min.max(MIN_REFRESH));
             if let Some(w) = warning {
                 tracing::warn!("{key}: {w}");
             }

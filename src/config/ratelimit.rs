@@ -158,6 +158,7 @@ pub(super) fn validate_policies(
             continue;
         }
         out.push(Arc::new(RateLimitPolicy {
+            metrics_key: crate::metrics::name_key("ratelimit", &name),
             name,
             key: kind,
             plans,

@@ -199,11 +199,12 @@ impl WorkerMetrics {
         self.upstreams.entry(key).or_insert_with(|| UpstreamStats { name: name.into(), ..Default::default() })
     }
 
-    pub fn policy(&mut self, kind: &'static str, name: &str, outcome: &'static str) {
+    /// One decision of policy `name` (`key` = `name_key(kind, name)`, precomputed by the policy).
+    pub fn policy(&mut self, key: u64, kind: &'static str, name: &str, outcome: &'static str) {
         if self.off {
             return;
         }
-        let p = self.policies.entry(name_key(kind, name)).or_insert_with(|| PolicyStats {
+        let p = self.policies.entry(key).or_insert_with(|| PolicyStats {
             kind,
             name: name.into(),
             outcomes: FxHashMap::default(),

@@ -63,6 +63,8 @@ pub struct Plan {
 
 pub struct RateLimitPolicy {
     pub name: String,
+    /// `metrics::name_key("ratelimit", name)`, computed once.
+    pub metrics_key: u64,
     pub key: KeyKind,
     /// Index 0 is the default plan.
     pub plans: Vec<Plan>,
@@ -150,13 +152,13 @@ pub fn check(
     leases: &mut Leases,
     now: u64,
     lines: &mut BytesMut,
-    decided: &mut dyn FnMut(&str, &'static str),
+    decided: &mut dyn FnMut(&RateLimitPolicy, &'static str),
 ) -> Result<(), Limited> {
     for &i in route_limits {
         let p = &policies[i];
         let plan = p.plan(input);
         let Some(table) = &plan.table else {
-            decided(&p.name, "unlimited");
+            decided(p, "unlimited");
             continue;
         };
         let mut h = seed().build_hasher();
@@ -164,17 +166,17 @@ pub fn check(
         h.write(p.key_bytes(input));
         match leases.check(table, h.finish(), now, plan.batch) {
             Verdict::Admit { remaining, reset_ns } => {
-                decided(&p.name, "admitted");
+                decided(p, "admitted");
                 if p.headers {
                     fields(lines, p, plan, remaining, secs(reset_ns));
                 }
             }
             Verdict::Refuse { .. } if p.dry_run => {
-                decided(&p.name, "dry_run_limited");
+                decided(p, "dry_run_limited");
                 dry_run_refusal(&p.name)
             }
             Verdict::Refuse { retry_ns } => {
-                decided(&p.name, "limited");
+                decided(p, "limited");
                 let retry = secs(retry_ns).max(1);
                 let mut b = BytesMut::new();
                 b.put_slice(format!("Retry-After: {retry}\r\n").as_bytes());
@@ -196,14 +198,12 @@ fn secs(ns: u64) -> u64 {
 fn fields(out: &mut BytesMut, p: &RateLimitPolicy, plan: &Plan, remaining: u64, t: u64) {
     let name = &p.name;
     let (q, w) = (plan.count, plan.window_s);
-    out.put_slice(
-        format!("RateLimit-Policy: \"{name}\";q={q};w={w}\r\nRateLimit: \"{name}\";r={remaining};t={t}\r\n").as_bytes(),
-    );
+    // Written straight into the response's line buffer (no String per request).
+    use std::fmt::Write;
+    let _ = write!(out, "RateLimit-Policy: \"{name}\";q={q};w={w}\r\nRateLimit: \"{name}\";r={remaining};t={t}\r\n");
     if p.legacy_headers {
-        out.put_slice(
-            format!("X-RateLimit-Limit: {q}\r\nX-RateLimit-Remaining: {remaining}\r\nX-RateLimit-Reset: {t}\r\n")
-                .as_bytes(),
-        );
+        let _ =
+            write!(out, "X-RateLimit-Limit: {q}\r\nX-RateLimit-Remaining: {remaining}\r\nX-RateLimit-Reset: {t}\r\n");
     }
 }
 

@@ -71,16 +71,20 @@ impl Table {
     pub fn lease(&self, key: u64, now: u64, want: u64) -> Grant {
         let r = self.rate;
         let mut s = self.shard(key);
-        if let Some((_, touched)) = s.buckets.get_mut(&key) {
-            *touched = true;
-        } else {
+        if !s.buckets.contains_key(&key) {
             // A new key enters untouched: only a second visit marks it as in use, so a flood of
             // one-time keys is what the hand evicts first.
             self.make_room(&mut s, now);
-            s.buckets.insert(key, (Bucket::default(), false));
             s.order.push_back(key);
         }
-        let (b, _) = s.buckets.entry(key).or_default();
+        let (b, _) = match s.buckets.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let v = o.into_mut();
+                v.1 = true;
+                v
+            }
+            std::collections::hash_map::Entry::Vacant(v) => v.insert((Bucket::default(), false)),
+        };
         let tokens = b.take(r, now, want);
         Grant { tokens, left: b.available(r, now), wait: b.wait(r, now), until_full: b.until_full(now) }
     }
