@@ -6,12 +6,12 @@
 //! (logrotate). Tokens and Authorization values are never part of a line; the query string only
 //! when configured.
 
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{bounded, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError, TrySendError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -36,6 +36,9 @@ pub struct AccessLogCfg {
 
 struct Log {
     tx: Sender<Vec<u8>>,
+    /// Written buffers coming back from the writer, cleared, to be filled again: no allocation
+    /// (and no fresh pages to fault in) per handover.
+    spare: Receiver<Vec<u8>>,
     cfg: AccessLogCfg,
 }
 
@@ -61,7 +64,9 @@ pub fn enabled() -> bool {
 /// slow or blocking destination never holds up startup or a worker.
 pub fn start(cfg: AccessLogCfg) -> Result<(), String> {
     let (tx, rx) = bounded::<Vec<u8>>(cfg.queue.max(1));
+    let (spare_tx, spare) = bounded::<Vec<u8>>(cfg.queue.max(1));
     let path = cfg.path.clone();
+    let (flush_interval, queue) = (cfg.flush_interval, cfg.queue.max(1));
     std::thread::Builder::new()
         .name("access-log".into())
         .spawn(move || {
@@ -76,7 +81,22 @@ pub fn start(cfg: AccessLogCfg) -> Result<(), String> {
                     }
                 },
             };
-            for buf in rx {
+            // Drain everything queued, write it with one vectored write, then pause so the next
+            // drain finds several buffers: a few wakes and writes a second under load instead of
+            // one per buffer (and no spinning on an empty channel). A drain that finds the queue
+            // half full skips the pause, so a fast producer is not held up.
+            let pause = (flush_interval / 10).clamp(Duration::from_millis(1), Duration::from_millis(20));
+            let mut batch: Vec<Vec<u8>> = Vec::with_capacity(queue);
+            loop {
+                match rx.try_recv() {
+                    Ok(b) => batch.push(b),
+                    Err(TryRecvError::Empty) => match rx.recv() {
+                        Ok(b) => batch.push(b),
+                        Err(_) => break,
+                    },
+                    Err(TryRecvError::Disconnected) => break,
+                }
+                batch.extend(rx.try_iter().take(queue));
                 if REOPEN.swap(false, Ordering::Relaxed) {
                     if let Some(p) = &path {
                         match open(p) {
@@ -85,13 +105,37 @@ pub fn start(cfg: AccessLogCfg) -> Result<(), String> {
                         }
                     }
                 }
-                if let Err(e) = out.write_all(&buf).and_then(|_| out.flush()) {
+                if let Err(e) = write_all(&mut out, &batch).and_then(|_| out.flush()) {
                     tracing::warn!("access log write failed: {e}");
+                }
+                let drained = batch.len();
+                for mut buf in batch.drain(..) {
+                    buf.clear();
+                    // Full: enough spares are out there already; this one is freed.
+                    let _ = spare_tx.try_send(buf);
+                }
+                if drained < queue / 2 {
+                    std::thread::sleep(pause);
                 }
             }
         })
         .map_err(|e| format!("cannot start the access log writer: {e}"))?;
-    LOG.set(Log { tx, cfg }).map_err(|_| "access log started twice".to_string())
+    LOG.set(Log { tx, spare, cfg }).map_err(|_| "access log started twice".to_string())
+}
+
+/// Every byte of `bufs`, in order, with as few write calls as the destination allows.
+fn write_all(out: &mut dyn Write, bufs: &[Vec<u8>]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = bufs.iter().filter(|b| !b.is_empty()).map(|b| IoSlice::new(b)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match out.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// A worker's buffer.
@@ -100,6 +144,10 @@ pub struct LocalLog {
     buf: Vec<u8>,
     lines: u64,
     oldest: Option<Instant>,
+    /// A monotonic instant and the wall-clock time (since the epoch) read together, at most a
+    /// second ago: a line's wall time is derived from its request's end instant without another
+    /// clock read, and follows wall-clock steps within a second.
+    clock: Option<(Instant, Duration)>,
     /// Cached `YYYY-MM-DDTHH:MM:SS` of the current second.
     second: (u64, [u8; 19]),
 }
@@ -122,89 +170,44 @@ pub struct Entry<'a> {
     pub auth: &'static str,
     pub ratelimit: &'static str,
     pub trace_id: Option<&'a [u8]>,
+    /// When the request finished (the line's time).
+    pub end: Instant,
 }
 
 impl LocalLog {
-    /// Append one line (and hand the buffer over if it is full). Formatting is by hand (integers
-    /// and fixed-point milliseconds), not through `fmt`: this runs once per request.
+    /// Append one line (and hand the buffer over if it is full). Formatting is by hand (itoa,
+    /// fixed-point milliseconds, strings copied whole unless they need escaping), not through
+    /// `fmt`: this runs once per request.
     pub fn push(&mut self, e: &Entry<'_>) {
         let Some(log) = LOG.get() else { return };
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        if self.second.0 != now.as_secs() || self.second.1[0] == 0 {
-            self.second = (now.as_secs(), civil(now.as_secs()));
+        let wall = self.wall(e.end);
+        if self.second.0 != wall.as_secs() || self.second.1[0] == 0 {
+            self.second = (wall.as_secs(), civil(wall.as_secs()));
         }
-        let json = log.cfg.format == Format::Json;
         let query = e.query.filter(|_| log.cfg.include_query);
-        let t = &e.timing;
         let b = &mut self.buf;
-        // Each field: its JSON key (with the separator before it), or the text format's separator.
-        let field = |b: &mut Vec<u8>, key: &str, text_sep: &[u8]| {
-            if json {
-                b.extend_from_slice(key.as_bytes());
-            } else {
-                b.extend_from_slice(text_sep);
-            }
-        };
-        let s = |b: &mut Vec<u8>, v: &[u8]| if json { json_str(b, v) } else { text(b, v) };
-        b.extend_from_slice(if json { b"{\"time\":\"" } else { b"" });
-        b.extend_from_slice(&self.second.1);
-        b.push(b'.');
-        put_padded(b, u64::from(now.subsec_millis()), 3);
-        b.push(b'Z');
-        field(b, "\",\"client\":", b" ");
-        s(b, e.client);
-        field(b, ",\"method\":", b" \"");
-        s(b, e.method);
-        field(b, ",\"path\":", b" ");
-        s(b, e.path);
-        if let Some(q) = query {
-            field(b, ",\"query\":", b"?");
-            s(b, q);
+        b.reserve(320 + e.path.len() + query.map_or(0, <[u8]>::len) + e.route.len());
+        match log.cfg.format {
+            Format::Json => json_line(b, e, &self.second.1, wall.subsec_millis(), query),
+            Format::Text => text_line(b, e, &self.second.1, wall.subsec_millis(), query),
         }
-        field(b, ",\"status\":", b"\" ");
-        put_u64(b, u64::from(e.status));
-        field(b, ",\"bytes_in\":", b" ");
-        put_u64(b, e.bytes_in);
-        field(b, ",\"bytes_out\":", b" ");
-        put_u64(b, e.bytes_out);
-        field(b, ",\"total_ms\":", b" ");
-        put_ms(b, t.total);
-        field(b, ",\"upstream_ms\":", b" ");
-        put_ms(b, t.upstream.unwrap_or_default());
-        field(b, ",\"gateway_ms\":", b" ");
-        put_ms(b, t.gateway());
-        field(b, ",\"route\":", b" ");
-        s(b, e.route.as_bytes());
-        field(b, ",\"upstream\":", b" ");
-        match e.upstream {
-            Some(u) => {
-                b.extend_from_slice(if json { b"\"" } else { b"" });
-                put_addr(b, u);
-                b.extend_from_slice(if json { b"\"" } else { b"" });
-            }
-            None => b.extend_from_slice(if json { b"null" } else { b"-" }),
-        }
-        field(b, ",\"request_id\":", b" ");
-        s(b, e.request_id);
-        field(b, ",\"tls\":", b" tls=");
-        match e.tls {
-            Some(v) => s(b, v.as_bytes()),
-            None => b.extend_from_slice(if json { b"null" } else { b"-" }),
-        }
-        field(b, ",\"auth\":", b" auth=");
-        s(b, if json || !e.auth.is_empty() { e.auth.as_bytes() } else { b"-" });
-        field(b, ",\"ratelimit\":", b" ratelimit=");
-        s(b, if json || !e.ratelimit.is_empty() { e.ratelimit.as_bytes() } else { b"-" });
-        field(b, ",\"trace_id\":", b" trace=");
-        match e.trace_id {
-            Some(id) => s(b, id),
-            None => b.extend_from_slice(if json { b"null" } else { b"-" }),
-        }
-        b.extend_from_slice(if json { b"}\n" } else { b"\n" });
         self.lines += 1;
-        self.oldest.get_or_insert_with(Instant::now);
+        self.oldest.get_or_insert(e.end);
         if self.buf.len() >= log.cfg.buffer_bytes {
             self.flush();
+        }
+    }
+
+    /// The wall-clock time (since the epoch) at `end`.
+    fn wall(&mut self, end: Instant) -> Duration {
+        match self.clock {
+            Some((at, wall)) if end >= at && end - at < Duration::from_secs(1) => wall + (end - at),
+            _ => {
+                let now = Instant::now();
+                let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+                self.clock = Some((now, wall));
+                wall.saturating_sub(now.saturating_duration_since(end))
+            }
         }
     }
 
@@ -223,8 +226,11 @@ impl LocalLog {
         if self.buf.is_empty() {
             return;
         }
-        let cap = log.cfg.buffer_bytes + log.cfg.buffer_bytes / 4;
-        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(cap));
+        let next = log
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(log.cfg.buffer_bytes + log.cfg.buffer_bytes / 4));
+        let full = std::mem::replace(&mut self.buf, next);
         match log.tx.try_send(full) {
             Ok(()) => {}
             Err(TrySendError::Full(mut back) | TrySendError::Disconnected(mut back)) => {
@@ -238,30 +244,123 @@ impl LocalLog {
     }
 }
 
-fn put_u64(b: &mut Vec<u8>, mut n: u64) {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+/// `{"time":"…","client":"…",…}` and a newline.
+fn json_line(b: &mut Vec<u8>, e: &Entry<'_>, second: &[u8; 19], millis: u32, query: Option<&[u8]>) {
+    let t = &e.timing;
+    b.extend_from_slice(b"{\"time\":\"");
+    b.extend_from_slice(second);
+    b.push(b'.');
+    put_3(b, millis);
+    b.extend_from_slice(b"Z\",\"client\":");
+    json_raw(b, e.client);
+    b.extend_from_slice(b",\"method\":");
+    json_raw(b, e.method);
+    b.extend_from_slice(b",\"path\":");
+    json_str(b, e.path);
+    if let Some(q) = query {
+        b.extend_from_slice(b",\"query\":");
+        json_str(b, q);
     }
-    b.extend_from_slice(&tmp[i..]);
+    b.extend_from_slice(b",\"status\":");
+    put_u64(b, u64::from(e.status));
+    b.extend_from_slice(b",\"bytes_in\":");
+    put_u64(b, e.bytes_in);
+    b.extend_from_slice(b",\"bytes_out\":");
+    put_u64(b, e.bytes_out);
+    b.extend_from_slice(b",\"total_ms\":");
+    put_ms(b, t.total);
+    b.extend_from_slice(b",\"upstream_ms\":");
+    put_ms(b, t.upstream.unwrap_or_default());
+    b.extend_from_slice(b",\"gateway_ms\":");
+    put_ms(b, t.gateway());
+    b.extend_from_slice(b",\"route\":");
+    json_str(b, e.route.as_bytes());
+    b.extend_from_slice(b",\"upstream\":");
+    match e.upstream {
+        Some(u) => {
+            b.push(b'"');
+            put_addr(b, u);
+            b.push(b'"');
+        }
+        None => b.extend_from_slice(b"null"),
+    }
+    b.extend_from_slice(b",\"request_id\":");
+    json_str(b, e.request_id);
+    b.extend_from_slice(b",\"tls\":");
+    match e.tls {
+        Some(v) => json_raw(b, v.as_bytes()),
+        None => b.extend_from_slice(b"null"),
+    }
+    b.extend_from_slice(b",\"auth\":");
+    json_raw(b, e.auth.as_bytes());
+    b.extend_from_slice(b",\"ratelimit\":");
+    json_raw(b, e.ratelimit.as_bytes());
+    b.extend_from_slice(b",\"trace_id\":");
+    match e.trace_id {
+        Some(id) => json_raw(b, id),
+        None => b.extend_from_slice(b"null"),
+    }
+    b.extend_from_slice(b"}\n");
 }
 
-/// `n` with at least `width` digits (leading zeros).
-fn put_padded(b: &mut Vec<u8>, n: u64, width: usize) {
-    let mut digits = 1;
-    let mut m = n;
-    while m >= 10 {
-        m /= 10;
-        digits += 1;
+/// `TIME CLIENT "METHOD PATH[?QUERY]" STATUS IN OUT TOTAL UPSTREAM GATEWAY ROUTE UPSTREAM RID
+/// tls=… auth=… ratelimit=… trace=…` and a newline; `-` for an absent value.
+fn text_line(b: &mut Vec<u8>, e: &Entry<'_>, second: &[u8; 19], millis: u32, query: Option<&[u8]>) {
+    let t = &e.timing;
+    let or_dash = |b: &mut Vec<u8>, v: &[u8]| if v.is_empty() { b.push(b'-') } else { text(b, v) };
+    b.extend_from_slice(second);
+    b.push(b'.');
+    put_3(b, millis);
+    b.extend_from_slice(b"Z ");
+    text(b, e.client);
+    b.extend_from_slice(b" \"");
+    text(b, e.method);
+    b.push(b' ');
+    text(b, e.path);
+    if let Some(q) = query {
+        b.push(b'?');
+        text(b, q);
     }
-    b.extend(std::iter::repeat_n(b'0', width.saturating_sub(digits)));
-    put_u64(b, n);
+    b.extend_from_slice(b"\" ");
+    put_u64(b, u64::from(e.status));
+    b.push(b' ');
+    put_u64(b, e.bytes_in);
+    b.push(b' ');
+    put_u64(b, e.bytes_out);
+    b.push(b' ');
+    put_ms(b, t.total);
+    b.push(b' ');
+    put_ms(b, t.upstream.unwrap_or_default());
+    b.push(b' ');
+    put_ms(b, t.gateway());
+    b.push(b' ');
+    text(b, e.route.as_bytes());
+    b.push(b' ');
+    match e.upstream {
+        Some(u) => put_addr(b, u),
+        None => b.push(b'-'),
+    }
+    b.push(b' ');
+    text(b, e.request_id);
+    b.extend_from_slice(b" tls=");
+    or_dash(b, e.tls.unwrap_or("").as_bytes());
+    b.extend_from_slice(b" auth=");
+    or_dash(b, e.auth.as_bytes());
+    b.extend_from_slice(b" ratelimit=");
+    or_dash(b, e.ratelimit.as_bytes());
+    b.extend_from_slice(b" trace=");
+    or_dash(b, e.trace_id.unwrap_or(b""));
+    b.push(b'\n');
+}
+
+fn put_u64(b: &mut Vec<u8>, n: u64) {
+    b.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// `n` (below 1000) as exactly three digits.
+fn put_3(b: &mut Vec<u8>, n: u32) {
+    let n = n.min(999);
+    b.extend_from_slice(&[b'0' + (n / 100) as u8, b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8]);
 }
 
 /// Milliseconds with three decimals (microsecond resolution).
@@ -269,7 +368,7 @@ fn put_ms(b: &mut Vec<u8>, d: Duration) {
     let us = d.as_micros() as u64;
     put_u64(b, us / 1000);
     b.push(b'.');
-    put_padded(b, us % 1000, 3);
+    put_3(b, (us % 1000) as u32);
 }
 
 fn put_addr(b: &mut Vec<u8>, a: std::net::SocketAddr) {
@@ -290,10 +389,27 @@ fn put_addr(b: &mut Vec<u8>, a: std::net::SocketAddr) {
     put_u64(b, u64::from(a.port()));
 }
 
+/// Bytes that a JSON string cannot hold as they are: control characters, `"`, `\\`, DEL and
+/// everything outside ASCII (written as `\u00XX`, so a line is valid JSON whatever the input).
+const JSON_ESCAPE: [bool; 256] = {
+    let mut t = [true; 256];
+    let mut c = 0x20;
+    while c < 0x7f {
+        t[c] = c == b'"' as usize || c == b'\\' as usize;
+        c += 1;
+    }
+    t
+};
+
 /// A JSON string of client-controlled bytes: quotes, backslashes and control characters escaped,
 /// bytes outside ASCII as `\u00XX` (so a line is always valid JSON and one line).
 fn json_str(b: &mut Vec<u8>, s: &[u8]) {
     b.push(b'"');
+    if !s.iter().any(|&c| JSON_ESCAPE[usize::from(c)]) {
+        b.extend_from_slice(s);
+        b.push(b'"');
+        return;
+    }
     for &c in s {
         match c {
             b'"' => b.extend_from_slice(b"\\\""),
@@ -307,8 +423,21 @@ fn json_str(b: &mut Vec<u8>, s: &[u8]) {
     b.push(b'"');
 }
 
+/// A JSON string of bytes the gateway made itself or already validated (client address, method
+/// token, TLS version, policy outcome, hex trace id): nothing to escape.
+fn json_raw(b: &mut Vec<u8>, s: &[u8]) {
+    debug_assert!(!s.iter().any(|&c| JSON_ESCAPE[usize::from(c)]));
+    b.push(b'"');
+    b.extend_from_slice(s);
+    b.push(b'"');
+}
+
 /// Client-controlled bytes in the text format: no spaces, quotes or control characters.
 fn text(b: &mut Vec<u8>, s: &[u8]) {
+    if !s.iter().fold(false, |bad, &c| bad | !(0x21..0x7f).contains(&c) | (c == b'"')) {
+        b.extend_from_slice(s);
+        return;
+    }
     for &c in s {
         if c > 0x20 && c < 0x7f && c != b'"' {
             b.push(c);
@@ -359,8 +488,39 @@ mod tests {
         b.push(b' ');
         put_addr(&mut b, "[::1]:443".parse().expect("v6"));
         b.push(b' ');
-        put_padded(&mut b, 7, 3);
+        put_3(&mut b, 7);
         assert_eq!(b, b"1234.567 0.045 10.0.0.7:8080 [::1]:443 007");
+    }
+
+    /// A line's wall time comes from its request's end instant and a clock pair read at most a
+    /// second earlier: it must agree with the wall clock, for ends before and after the pair.
+    #[test]
+    fn wall_time_from_the_end_instant() {
+        let mut l = LocalLog::default();
+        let epoch = |t: SystemTime| t.duration_since(UNIX_EPOCH).expect("after 1970");
+        for _ in 0..3 {
+            let before = epoch(SystemTime::now());
+            let end = Instant::now();
+            let after = epoch(SystemTime::now());
+            let wall = l.wall(end);
+            let slack = Duration::from_millis(5);
+            assert!(wall + slack >= before && wall <= after + slack, "{wall:?} not in {before:?}..{after:?}");
+            std::thread::sleep(Duration::from_millis(400));
+        }
+        // An end instant older than the pair (a request that ended before the pair was read).
+        let old = Instant::now() - Duration::from_millis(50);
+        let wall = l.wall(old);
+        let now = epoch(SystemTime::now());
+        assert!(wall <= now && now - wall >= Duration::from_millis(45), "{wall:?} vs {now:?}");
+    }
+
+    /// The table agrees with the definition: printable ASCII but `"` and `\` is copied as is.
+    #[test]
+    fn escape_table() {
+        for c in 0..=255u8 {
+            let plain = (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\';
+            assert_eq!(JSON_ESCAPE[usize::from(c)], !plain, "byte {c:#x}");
+        }
     }
 
     #[test]

@@ -16,7 +16,8 @@ pub fn finish(w: &Worker, snap: &Snapshot, c: &ClientConn, s: &Scratch) {
     if o.start.is_none() || o.status == 0 {
         return;
     }
-    let t = o.timing(Instant::now());
+    let end = Instant::now();
+    let t = o.timing(end);
     let route = o.route.and_then(|i| snap.routes.get(i));
     let name = route.map_or(UNMATCHED, |r| r.name.as_str());
     let key = route.map_or_else(|| name_key("route", UNMATCHED), |r| r.metrics_key);
@@ -47,6 +48,7 @@ pub fn finish(w: &Worker, snap: &Snapshot, c: &ClientConn, s: &Scratch) {
         auth: o.auth,
         ratelimit: o.ratelimit,
         trace_id: o.trace_id.as_ref().map(|t| &t[..]),
+        end,
     };
     w.log.borrow_mut().push(&entry);
 }
