@@ -53,8 +53,14 @@ def _nginx_http_common(prefix: Path) -> str:
 """
 
 
+# Files the upstream serves under /files/ (write_body_files), named by their size in bytes: the
+# downloads of k6's bodies.js (DOWN_URL .../files/{bytes}.bin).
+BODY_FILE_SIZES = (1024, 64 * 1024, 1024 * 1024)
+
+
 def nginx_upstream(prefix: Path, port: int, body: str = "ok", worker_connections: int = 32768) -> str:
-    """The fixed upstream: answers every request 200 with a tiny body, keep-alive never closed."""
+    """The fixed upstream: answers every request 200 with a tiny body, keep-alive never closed;
+    GET /files/N.bin serves PREFIX/files/N.bin (see write_body_files)."""
     return _nginx_common(prefix, worker_connections) + f"""\
 http {{
 {_nginx_http_common(prefix)}
@@ -64,9 +70,25 @@ http {{
             default_type text/plain;
             return 200 "{body}";
         }}
+        location /files/ {{
+            default_type application/octet-stream;
+            alias {Path(prefix)}/files/;
+        }}
     }}
 }}
 """
+
+
+def write_body_files(prefix: Path, sizes: tuple = BODY_FILE_SIZES) -> list[Path]:
+    """PREFIX/files/N.bin of N bytes each (a repeated pattern) for the upstream's /files/ location."""
+    d = Path(prefix) / "files"
+    d.mkdir(parents=True, exist_ok=True)
+    out = []
+    for n in sizes:
+        f = d / f"{n}.bin"
+        f.write_bytes((b"ringgate-body-file-" * (n // 19 + 1))[:n])
+        out.append(f)
+    return out
 
 
 def make_cert(directory: Path) -> tuple[Path, Path]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import urllib.parse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -135,6 +136,7 @@ class Suite:
         up_port = _free_port()
         self.upstream = NginxServer("upstream", lambda prefix: configs.nginx_upstream(prefix, up_port),
                                     up_port, o.work_dir, o.cpu_upstream)
+        configs.write_body_files(self.upstream.prefix)
         self.log(f"starting upstream nginx on 127.0.0.1:{up_port} (CPU {o.cpu_upstream})")
         self.upstream.start()
         for name in o.targets:
@@ -307,6 +309,8 @@ class Suite:
         env = {"REQUIRE_SERVER_TIMING": "1" if timing else "0", **k6_defaults(scenario, o)}
         if scenario == K6_JWT and o.jwt:
             env["TOKEN_VALID"] = o.jwt[1]
+        if scenario == "bodies":
+            env["DOWN_URL"] = down_url(srv.url)
         env.update(o.k6_env.get("", {}))
         env.update(o.k6_env.get(scenario, {}))
         if not timing:
@@ -620,12 +624,23 @@ def _paired(runs: list[dict], base: list[dict], k: str, relative: bool = False) 
 
 def k6_defaults(scenario: str, o: Options) -> dict:
     """The harness's own parameters for a k6 scenario (--k6-env overrides them): the run's duration where
-    the script has one per run or step (so --quick and --smoke shorten them), what the fixed upstream
-    answers (smoke's body check) and, for bodies.js, uploads only (the upstream serves no sized files)."""
+    the script has one per run or step (so --quick and --smoke shorten them) and what the fixed upstream
+    answers (smoke's body check). bodies.js also gets DOWN_URL (k6_env): the upstream's /files/."""
     d = f"{o.duration_s:g}s"
-    return {"smoke": {"BODY_MATCH": EXPECT_BODY.decode()}, "ladder": {"STEP_DURATION": d},
-            "connections": {"DURATION": d}, "bodies": {"DURATION": d, "DIRECTIONS": "up"},
+    # The ladder reads Server-Timing from every 10th response only: k6 is the bottleneck in its top
+    # steps here, and reading every one costs k6 enough to cut what it offers a gateway that sends
+    # the header by a quarter (loadtest/k6/lib.js, SERVER_TIMING_EVERY).
+    return {"smoke": {"BODY_MATCH": EXPECT_BODY.decode()},
+            "ladder": {"STEP_DURATION": d, "SERVER_TIMING_EVERY": "10"},
+            "connections": {"DURATION": d}, "bodies": {"DURATION": d},
             K6_JWT: {"DURATION": d}}.get(scenario, {})
+
+
+def down_url(target_url: str) -> str:
+    """bodies.js's DOWN_URL through a target: the upstream's /files/{bytes}.bin (configs.write_body_files)
+    at the target's origin, which proxies every path to the upstream."""
+    u = urllib.parse.urlsplit(target_url)
+    return f"{u.scheme}://{u.netloc}/files/{{bytes}}.bin"
 
 
 def check_k6_scenarios(scenarios: list, targets: list, known: list) -> Optional[str]:

@@ -161,12 +161,20 @@ class Configs(unittest.TestCase):
     def test_nginx(self):
         up = configs.nginx_upstream(Path("/tmp/p"), 9000)
         self.assertIn('return 200 "ok";', up)
+        self.assertIn("location /files/ {", up)
+        self.assertIn("alias /tmp/p/files/;", up)
         self.assertIn("listen 127.0.0.1:9000", up)
         self.assertIn("pid /tmp/p/nginx.pid;", up)
         px = configs.nginx_proxy(Path("/tmp/q"), 8080, 9000)
         for needle in ("proxy_http_version 1.1;", 'proxy_set_header Connection "";', "keepalive 64;",
                        "server 127.0.0.1:9000;"):
             self.assertIn(needle, px)
+
+    def test_body_files(self):
+        with tempfile.TemporaryDirectory() as d:
+            files = configs.write_body_files(Path(d))
+            self.assertEqual([f.name for f in files], ["1024.bin", "65536.bin", "1048576.bin"])
+            self.assertEqual([f.stat().st_size for f in files], list(configs.BODY_FILE_SIZES))
 
     def test_haproxy(self):
         h = configs.haproxy(8080, 9000, Path("/tmp/h.pid"))
@@ -886,10 +894,16 @@ class K6Suite(unittest.TestCase):
         self.assertEqual(s.k6_env("smoke", "direct"),
                          {"REQUIRE_SERVER_TIMING": "0", "BODY_MATCH": "ok", "ITERATIONS": "5"})
         self.assertEqual(s.k6_env("smoke", "ringgate-uring")["REQUIRE_SERVER_TIMING"], "1")
-        self.assertEqual(s.k6_env("ladder", "direct"), {"REQUIRE_SERVER_TIMING": "0", "STEP_DURATION": "5s"})
+        self.assertEqual(s.k6_env("ladder", "direct"),
+                         {"REQUIRE_SERVER_TIMING": "0", "STEP_DURATION": "5s", "SERVER_TIMING_EVERY": "10"})
         self.assertEqual(self.suite(k6_env={}).k6_env("ladder", "direct")["STEP_DURATION"], "2s")  # --duration
         self.assertEqual(self.suite(k6_env={}).k6_env("spike", "direct"), {"REQUIRE_SERVER_TIMING": "0"})
         self.assertEqual(s.k6_env("jwt", "ringgate-jwt")["TOKEN_VALID"], "t.o.k")
+        # bodies: up and down, the downloads from the upstream's /files/ through the target
+        bodies = self.suite(k6_env={}).k6_env("bodies", "ringgate-uring")
+        self.assertEqual(bodies["DOWN_URL"], "http://127.0.0.1:2/files/{bytes}.bin")
+        self.assertNotIn("DIRECTIONS", bodies)
+        self.assertEqual(suite.down_url("https://bench.test:8443/api/x"), "https://bench.test:8443/files/{bytes}.bin")
         self.assertTrue(s.k6_applies("smoke", "direct"))
         self.assertFalse(s.k6_applies("smoke", "ringgate-jwt"))  # needs a token the script does not send
         self.assertTrue(s.k6_applies("jwt", "ringgate-jwt"))
