@@ -64,7 +64,7 @@ fn bench(c: &mut Criterion) {
                 upstream,
                 request_id: b"6f1c2a9e0b7d4c3f",
                 tls: None,
-                auth: "ok",
+                auth: "allowed",
                 ratelimit: "",
                 trace_id: Some(b"4bf92f3577b34da6a3ce929d0e0e4736"),
                 // The request's end, which the pipeline reads anyway (for its timing).

@@ -39,12 +39,15 @@ struct Log {
     /// Written buffers coming back from the writer, cleared, to be filled again: no allocation
     /// (and no fresh pages to fault in) per handover.
     spare: Receiver<Vec<u8>>,
+    /// The writer's word that everything queued before `close` is written.
+    closed: Receiver<()>,
     cfg: AccessLogCfg,
 }
 
 static LOG: OnceLock<Log> = OnceLock::new();
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 static REOPEN: AtomicBool = AtomicBool::new(false);
+static CLOSING: AtomicBool = AtomicBool::new(false);
 
 /// Lines dropped because the writer fell behind.
 pub fn dropped() -> u64 {
@@ -60,13 +63,26 @@ pub fn enabled() -> bool {
     LOG.get().is_some()
 }
 
+/// At exit, once the workers have handed over their last buffers: wait up to `timeout` for the
+/// writer to write everything queued (it skips its pauses from now on).
+pub fn close(timeout: Duration) {
+    let Some(log) = LOG.get() else { return };
+    CLOSING.store(true, Ordering::SeqCst);
+    // An empty buffer wakes a writer that waits for one; it writes nothing.
+    let _ = log.tx.send_timeout(Vec::new(), timeout);
+    if log.closed.recv_timeout(timeout).is_err() {
+        tracing::warn!("access log: the writer did not finish within {timeout:?}; the last lines may be lost");
+    }
+}
+
 /// Start the writer thread (once, at startup). The file is opened by the writer itself, so a
 /// slow or blocking destination never holds up startup or a worker.
 pub fn start(cfg: AccessLogCfg) -> Result<(), String> {
     let (tx, rx) = bounded::<Vec<u8>>(cfg.queue.max(1));
     let (spare_tx, spare) = bounded::<Vec<u8>>(cfg.queue.max(1));
+    let (closed_tx, closed) = bounded::<()>(1);
     let path = cfg.path.clone();
-    let (flush_interval, queue) = (cfg.flush_interval, cfg.queue.max(1));
+    let (flush_interval, queue, buffer_bytes) = (cfg.flush_interval, cfg.queue.max(1), cfg.buffer_bytes);
     std::thread::Builder::new()
         .name("access-log".into())
         .spawn(move || {
@@ -83,10 +99,13 @@ pub fn start(cfg: AccessLogCfg) -> Result<(), String> {
             };
             // Drain everything queued, write it with one vectored write, then pause so the next
             // drain finds several buffers: a few wakes and writes a second under load instead of
-            // one per buffer (and no spinning on an empty channel). A drain that finds the queue
-            // half full skips the pause, so a fast producer is not held up.
-            let pause = (flush_interval / 10).clamp(Duration::from_millis(1), Duration::from_millis(20));
-            let mut batch: Vec<Vec<u8>> = Vec::with_capacity(queue);
+            // one per buffer (and no spinning on an empty channel). The pause is at most a tenth
+            // of flush_interval (1-20 ms) and at most half the time in which, at the rate just
+            // seen, half the queue would fill; a drain that finds the queue half full skips it.
+            let max_pause = (flush_interval / 10).clamp(Duration::from_millis(1), Duration::from_millis(20));
+            let half = (queue / 2).max(1);
+            let mut batch: Vec<Vec<u8>> = Vec::with_capacity(queue + 1);
+            let mut last = Instant::now();
             loop {
                 match rx.try_recv() {
                     Ok(b) => batch.push(b),
@@ -108,19 +127,30 @@ pub fn start(cfg: AccessLogCfg) -> Result<(), String> {
                 if let Err(e) = write_all(&mut out, &batch).and_then(|_| out.flush()) {
                     tracing::warn!("access log write failed: {e}");
                 }
-                let drained = batch.len();
+                let drained = batch.iter().filter(|b| !b.is_empty()).count();
                 for mut buf in batch.drain(..) {
-                    buf.clear();
-                    // Full: enough spares are out there already; this one is freed.
-                    let _ = spare_tx.try_send(buf);
+                    // Only buffers of the usual size go back: not the empty wake-up of `close`,
+                    // nor one grown by an outsized line. Spares full: enough are out there.
+                    if (buffer_bytes..=2 * buffer_bytes).contains(&buf.capacity()) {
+                        buf.clear();
+                        let _ = spare_tx.try_send(buf);
+                    }
                 }
-                if drained < queue / 2 {
-                    std::thread::sleep(pause);
+                if CLOSING.load(Ordering::SeqCst) {
+                    if rx.is_empty() {
+                        let _ = closed_tx.try_send(());
+                    }
+                    continue;
+                }
+                let since = std::mem::replace(&mut last, Instant::now()).elapsed();
+                if drained < half {
+                    let safe = since.mul_f64(half as f64 / drained.max(1) as f64) / 2;
+                    std::thread::sleep(max_pause.min(safe));
                 }
             }
         })
         .map_err(|e| format!("cannot start the access log writer: {e}"))?;
-    LOG.set(Log { tx, spare, cfg }).map_err(|_| "access log started twice".to_string())
+    LOG.set(Log { tx, spare, closed, cfg }).map_err(|_| "access log started twice".to_string())
 }
 
 /// Every byte of `bufs`, in order, with as few write calls as the destination allows.
@@ -226,13 +256,13 @@ impl LocalLog {
         if self.buf.is_empty() {
             return;
         }
-        let next = log
-            .spare
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(log.cfg.buffer_bytes + log.cfg.buffer_bytes / 4));
-        let full = std::mem::replace(&mut self.buf, next);
-        match log.tx.try_send(full) {
-            Ok(()) => {}
+        match log.tx.try_send(std::mem::take(&mut self.buf)) {
+            Ok(()) => {
+                self.buf = log
+                    .spare
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(log.cfg.buffer_bytes + log.cfg.buffer_bytes / 4));
+            }
             Err(TrySendError::Full(mut back) | TrySendError::Disconnected(mut back)) => {
                 DROPPED.fetch_add(self.lines, Ordering::Relaxed);
                 back.clear();
@@ -341,7 +371,7 @@ fn text_line(b: &mut Vec<u8>, e: &Entry<'_>, second: &[u8; 19], millis: u32, que
         None => b.push(b'-'),
     }
     b.push(b' ');
-    text(b, e.request_id);
+    or_dash(b, e.request_id);
     b.extend_from_slice(b" tls=");
     or_dash(b, e.tls.unwrap_or("").as_bytes());
     b.extend_from_slice(b" auth=");
@@ -508,7 +538,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(400));
         }
         // An end instant older than the pair (a request that ended before the pair was read).
-        let old = Instant::now() - Duration::from_millis(50);
+        let Some(old) = Instant::now().checked_sub(Duration::from_millis(50)) else { return };
         let wall = l.wall(old);
         let now = epoch(SystemTime::now());
         assert!(wall <= now && now - wall >= Duration::from_millis(45), "{wall:?} vs {now:?}");

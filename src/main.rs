@@ -287,6 +287,8 @@ fn start(cfg: Config, driver: DriverChoice, source: &str, reload_source: Source,
     for h in handles {
         let _ = h.join();
     }
+    // The workers handed their last lines over as they stopped: write them before exiting.
+    ringgate::accesslog::close(std::time::Duration::from_secs(2));
     tracing::info!("drained, exiting");
     Ok(())
 }

@@ -640,6 +640,29 @@ fn sigusr1_reopens_the_access_log() {
     assert_eq!(old.lines().count(), 2, "the rotated file keeps its lines and gets no new one:\n{old}");
 }
 
+/// A graceful exit (SIGTERM) writes every line. Small buffers keep the writer busy, pausing
+/// between drains, while requests are served; the flush interval is far too long to hand the
+/// last, partly filled buffer over, so its lines reach the writer only through the workers' final
+/// flush at drain, and the process must wait for the writer (`accesslog::close`) before exiting.
+/// (Without that wait this still passed here: the exit took longer than the writer's pause.)
+#[test]
+fn graceful_exit_writes_the_last_lines() {
+    let up = TestUpstream::echo();
+    let log = log_file();
+    let section = format!(
+        "[access_log]\npath = \"{}\"\nflush_interval = \"60s\"\nbuffer_bytes = 512\nqueue = 4096\n",
+        path_str(&log.path)
+    );
+    let mut gw = config(&up, &[("/a/", "")], &section).start(DRIVER);
+    let requests: Vec<Vec<u8>> = (0..300).map(|i| get(&format!("/a/last-{i}"))).collect();
+    send_all(&gw, &requests, 200);
+    gw.signal("TERM");
+    assert!(gw.wait_exit(Duration::from_secs(20)).is_some(), "no exit after SIGTERM:\n{}", gw.output());
+    let text = std::fs::read_to_string(&log.path).expect("the log");
+    let missing: Vec<usize> = (0..300).filter(|i| !text.contains(&format!("\"/a/last-{i}\""))).collect();
+    assert!(missing.is_empty(), "lines lost at exit: {missing:?} ({} lines written)", text.lines().count());
+}
+
 // ---- 4. trace context ----
 
 /// Sends `headers` to `path` and returns the upstream's (traceparent, tracestate).

@@ -10,6 +10,7 @@ import base64
 import json
 import resource
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -58,9 +59,15 @@ def _nginx_http_common(prefix: Path) -> str:
 BODY_FILE_SIZES = (1024, 64 * 1024, 1024 * 1024)
 
 
-def nginx_upstream(prefix: Path, port: int, body: str = "ok", worker_connections: int = 32768) -> str:
+def nginx_upstream(prefix: Path, port: int, body: str = "ok", worker_connections: int = 32768,
+                   files_dir: Optional[Path] = None) -> str:
     """The fixed upstream: answers every request 200 with a tiny body, keep-alive never closed;
-    GET /files/N.bin serves PREFIX/files/N.bin (see write_body_files)."""
+    with files_dir, GET /files/N.bin serves FILES_DIR/N.bin (see body_files_dir)."""
+    files = "" if files_dir is None else f"""
+        location /files/ {{
+            default_type application/octet-stream;
+            alias {Path(files_dir).resolve()}/;
+        }}"""
     return _nginx_common(prefix, worker_connections) + f"""\
 http {{
 {_nginx_http_common(prefix)}
@@ -69,26 +76,23 @@ http {{
         location / {{
             default_type text/plain;
             return 200 "{body}";
-        }}
-        location /files/ {{
-            default_type application/octet-stream;
-            alias {Path(prefix)}/files/;
-        }}
+        }}{files}
     }}
 }}
 """
 
 
-def write_body_files(prefix: Path, sizes: tuple = BODY_FILE_SIZES) -> list[Path]:
-    """PREFIX/files/N.bin of N bytes each (a repeated pattern) for the upstream's /files/ location."""
-    d = Path(prefix) / "files"
-    d.mkdir(parents=True, exist_ok=True)
-    out = []
+def body_files_dir(sizes: tuple = BODY_FILE_SIZES) -> Path:
+    """A new world-readable temp dir of N.bin files, N bytes each (a repeated pattern), for the
+    upstream's /files/. Its own dir, not under the harness's work dir: that one is private (0700,
+    it holds keys) and nginx's workers run as an unprivileged user. The caller removes it."""
+    d = Path(tempfile.mkdtemp(prefix="ringbench-files-"))
+    d.chmod(0o755)
     for n in sizes:
         f = d / f"{n}.bin"
         f.write_bytes((b"ringgate-body-file-" * (n // 19 + 1))[:n])
-        out.append(f)
-    return out
+        f.chmod(0o644)
+    return d
 
 
 def make_cert(directory: Path) -> tuple[Path, Path]:

@@ -161,8 +161,10 @@ class Configs(unittest.TestCase):
     def test_nginx(self):
         up = configs.nginx_upstream(Path("/tmp/p"), 9000)
         self.assertIn('return 200 "ok";', up)
-        self.assertIn("location /files/ {", up)
-        self.assertIn("alias /tmp/p/files/;", up)
+        self.assertNotIn("/files/", up)
+        files = configs.nginx_upstream(Path("/tmp/p"), 9000, files_dir=Path("/tmp/f"))
+        self.assertIn("location /files/ {", files)
+        self.assertIn("alias /tmp/f/;", files)
         self.assertIn("listen 127.0.0.1:9000", up)
         self.assertIn("pid /tmp/p/nginx.pid;", up)
         px = configs.nginx_proxy(Path("/tmp/q"), 8080, 9000)
@@ -171,10 +173,16 @@ class Configs(unittest.TestCase):
             self.assertIn(needle, px)
 
     def test_body_files(self):
-        with tempfile.TemporaryDirectory() as d:
-            files = configs.write_body_files(Path(d))
+        d = configs.body_files_dir()
+        try:
+            files = sorted(d.iterdir(), key=lambda f: f.stat().st_size)
             self.assertEqual([f.name for f in files], ["1024.bin", "65536.bin", "1048576.bin"])
             self.assertEqual([f.stat().st_size for f in files], list(configs.BODY_FILE_SIZES))
+            # readable by nginx's unprivileged workers
+            self.assertEqual(d.stat().st_mode & 0o777, 0o755)
+            self.assertTrue(all(f.stat().st_mode & 0o004 for f in files))
+        finally:
+            shutil.rmtree(d)
 
     def test_haproxy(self):
         h = configs.haproxy(8080, 9000, Path("/tmp/h.pid"))
@@ -906,6 +914,10 @@ class K6Suite(unittest.TestCase):
         self.assertEqual(suite.down_url("https://bench.test:8443/api/x"), "https://bench.test:8443/files/{bytes}.bin")
         self.assertTrue(s.k6_applies("smoke", "direct"))
         self.assertFalse(s.k6_applies("smoke", "ringgate-jwt"))  # needs a token the script does not send
+        # the JWT baseline carries the token for wrk/oha only: k6's scenarios still run against it
+        s.servers["ringgate-uring"].headers = ("Authorization: Bearer t.o.k",)
+        self.assertTrue(s.k6_applies("smoke", "ringgate-uring"))
+        self.assertFalse(s.k6_applies("jwt", "ringgate-uring"))
         self.assertTrue(s.k6_applies("jwt", "ringgate-jwt"))
         self.assertFalse(s.k6_applies("jwt", "ringgate-uring"))
 
