@@ -168,6 +168,12 @@ http {{
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            # Bodies stream through, as with ringgate and HAProxy, and never go to temp files:
+            # the harness's work dir is private and nginx's workers run unprivileged, so a body
+            # spilled to disk was a 500 (bodies.js sends up to 1 MiB each way).
+            proxy_request_buffering off;
+            proxy_max_temp_file_size 0;
+            client_max_body_size 8m;
         }}
     }}
 }}

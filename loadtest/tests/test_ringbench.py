@@ -169,7 +169,8 @@ class Configs(unittest.TestCase):
         self.assertIn("pid /tmp/p/nginx.pid;", up)
         px = configs.nginx_proxy(Path("/tmp/q"), 8080, 9000)
         for needle in ("proxy_http_version 1.1;", 'proxy_set_header Connection "";', "keepalive 64;",
-                       "server 127.0.0.1:9000;"):
+                       "server 127.0.0.1:9000;", "proxy_request_buffering off;", "proxy_max_temp_file_size 0;",
+                       "client_max_body_size 8m;"):
             self.assertIn(needle, px)
 
     def test_body_files(self):
