@@ -15,7 +15,7 @@
 //   gateway that sends Server-Timing would otherwise get fewer requests from k6 than a peer that
 //   sends none. Measured here (2 vCPUs, k6 sharing a core with the upstream, 5,000/s offered):
 //   3,262/s through ringgate with every response read vs 4,487/s through nginx; 4,332/s vs 4,382/s
-//   with Server-Timing off. loadtest/run passes SERVER_TIMING_EVERY=10 to the ladder.
+//   with Server-Timing off. loadtest/run passes SERVER_TIMING_EVERY=10 to the ladder and the spike.
 //
 // Common environment: TARGET_URL (default http://127.0.0.1:8080/), TIMEOUT (per request, "10s"),
 // REQUIRE_SERVER_TIMING (1), GW_P99_MS (the gateway_added p99 bound, per script default),

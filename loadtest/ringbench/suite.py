@@ -633,11 +633,12 @@ def k6_defaults(scenario: str, o: Options) -> dict:
     the script has one per run or step (so --quick and --smoke shorten them) and what the fixed upstream
     answers (smoke's body check). bodies.js also gets DOWN_URL (k6_env): the upstream's /files/."""
     d = f"{o.duration_s:g}s"
-    # The ladder reads Server-Timing from every 10th response only: k6 is the bottleneck in its top
-    # steps here, and reading every one costs k6 enough to cut what it offers a gateway that sends
-    # the header by a quarter (loadtest/k6/lib.js, SERVER_TIMING_EVERY).
+    # The ladder and the spike (2,000/s at its peak) read Server-Timing from every 10th response
+    # only: k6 is at or near its limit there, and reading every one costs k6 enough to cut what it
+    # offers a gateway that sends the header by a quarter (loadtest/k6/lib.js, SERVER_TIMING_EVERY).
+    every = {"SERVER_TIMING_EVERY": "10"}
     return {"smoke": {"BODY_MATCH": EXPECT_BODY.decode()},
-            "ladder": {"STEP_DURATION": d, "SERVER_TIMING_EVERY": "10"},
+            "ladder": {"STEP_DURATION": d, **every}, "spike": every,
             "connections": {"DURATION": d}, "bodies": {"DURATION": d},
             K6_JWT: {"DURATION": d}}.get(scenario, {})
 

@@ -906,7 +906,8 @@ class K6Suite(unittest.TestCase):
         self.assertEqual(s.k6_env("ladder", "direct"),
                          {"REQUIRE_SERVER_TIMING": "0", "STEP_DURATION": "5s", "SERVER_TIMING_EVERY": "10"})
         self.assertEqual(self.suite(k6_env={}).k6_env("ladder", "direct")["STEP_DURATION"], "2s")  # --duration
-        self.assertEqual(self.suite(k6_env={}).k6_env("spike", "direct"), {"REQUIRE_SERVER_TIMING": "0"})
+        self.assertEqual(self.suite(k6_env={}).k6_env("spike", "direct"),
+                         {"REQUIRE_SERVER_TIMING": "0", "SERVER_TIMING_EVERY": "10"})
         self.assertEqual(s.k6_env("jwt", "ringgate-jwt")["TOKEN_VALID"], "t.o.k")
         # bodies: up and down, the downloads from the upstream's /files/ through the target
         bodies = self.suite(k6_env={}).k6_env("bodies", "ringgate-uring")
