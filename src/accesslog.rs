@@ -276,7 +276,6 @@ impl LocalLog {
 
 /// `{"time":"…","client":"…",…}` and a newline.
 fn json_line(b: &mut Vec<u8>, e: &Entry<'_>, second: &[u8; 19], millis: u32, query: Option<&[u8]>) {
-    let t = &e.timing;
     b.extend_from_slice(b"{\"time\":\"");
     b.extend_from_slice(second);
     b.push(b'.');
@@ -291,18 +290,15 @@ fn json_line(b: &mut Vec<u8>, e: &Entry<'_>, second: &[u8; 19], millis: u32, que
         b.extend_from_slice(b",\"query\":");
         json_str(b, q);
     }
-    b.extend_from_slice(b",\"status\":");
-    put_u64(b, u64::from(e.status));
-    b.extend_from_slice(b",\"bytes_in\":");
-    put_u64(b, e.bytes_in);
-    b.extend_from_slice(b",\"bytes_out\":");
-    put_u64(b, e.bytes_out);
-    b.extend_from_slice(b",\"total_ms\":");
-    put_ms(b, t.total);
-    b.extend_from_slice(b",\"upstream_ms\":");
-    put_ms(b, t.upstream.unwrap_or_default());
-    b.extend_from_slice(b",\"gateway_ms\":");
-    put_ms(b, t.gateway());
+    let keys: [&[u8]; 6] = [
+        b",\"status\":",
+        b",\"bytes_in\":",
+        b",\"bytes_out\":",
+        b",\"total_ms\":",
+        b",\"upstream_ms\":",
+        b",\"gateway_ms\":",
+    ];
+    put_numbers(b, e, keys);
     b.extend_from_slice(b",\"route\":");
     json_str(b, e.route.as_bytes());
     b.extend_from_slice(b",\"upstream\":");
@@ -336,7 +332,6 @@ fn json_line(b: &mut Vec<u8>, e: &Entry<'_>, second: &[u8; 19], millis: u32, que
 /// `TIME CLIENT "METHOD PATH[?QUERY]" STATUS IN OUT TOTAL UPSTREAM GATEWAY ROUTE UPSTREAM RID
 /// tls=… auth=… ratelimit=… trace=…` and a newline; `-` for an absent value.
 fn text_line(b: &mut Vec<u8>, e: &Entry<'_>, second: &[u8; 19], millis: u32, query: Option<&[u8]>) {
-    let t = &e.timing;
     let or_dash = |b: &mut Vec<u8>, v: &[u8]| if v.is_empty() { b.push(b'-') } else { text(b, v) };
     b.extend_from_slice(second);
     b.push(b'.');
@@ -351,18 +346,7 @@ fn text_line(b: &mut Vec<u8>, e: &Entry<'_>, second: &[u8; 19], millis: u32, que
         b.push(b'?');
         text(b, q);
     }
-    b.extend_from_slice(b"\" ");
-    put_u64(b, u64::from(e.status));
-    b.push(b' ');
-    put_u64(b, e.bytes_in);
-    b.push(b' ');
-    put_u64(b, e.bytes_out);
-    b.push(b' ');
-    put_ms(b, t.total);
-    b.push(b' ');
-    put_ms(b, t.upstream.unwrap_or_default());
-    b.push(b' ');
-    put_ms(b, t.gateway());
+    put_numbers(b, e, [b"\" ", b" ", b" ", b" ", b" ", b" "]);
     b.push(b' ');
     text(b, e.route.as_bytes());
     b.push(b' ');
@@ -381,6 +365,22 @@ fn text_line(b: &mut Vec<u8>, e: &Entry<'_>, second: &[u8; 19], millis: u32, que
     b.extend_from_slice(b" trace=");
     or_dash(b, e.trace_id.unwrap_or(b""));
     b.push(b'\n');
+}
+
+/// The six numbers both formats share, in order, each after its prefix (a JSON key or the text
+/// format's separator): status, bytes in, bytes out, and total / upstream / gateway milliseconds.
+fn put_numbers(b: &mut Vec<u8>, e: &Entry<'_>, prefix: [&[u8]; 6]) {
+    let t = &e.timing;
+    let ints = [u64::from(e.status), e.bytes_in, e.bytes_out];
+    let ms = [t.total, t.upstream.unwrap_or_default(), t.gateway()];
+    for (p, n) in prefix[..3].iter().zip(ints) {
+        b.extend_from_slice(p);
+        put_u64(b, n);
+    }
+    for (p, d) in prefix[3..].iter().zip(ms) {
+        b.extend_from_slice(p);
+        put_ms(b, d);
+    }
 }
 
 fn put_u64(b: &mut Vec<u8>, n: u64) {
